@@ -1,0 +1,25 @@
+/* STUB: to be implemented. */
+#include "cpu.h"
+
+moe_status moe_cpu_quant_nvfp4(moe_context *ctx, const moe_tensor *x, const moe_tensor *offsets, const moe_tensor *global_scale, moe_tensor *q, moe_tensor *scales, void *stream) {
+    (void)ctx;
+    (void)x;
+    (void)offsets;
+    (void)global_scale;
+    (void)q;
+    (void)scales;
+    (void)stream;
+    return moe_unsupported(ctx, "moe_quant_nvfp4");
+}
+
+moe_status moe_cpu_dequant_nvfp4(moe_context *ctx, const moe_tensor *q, const moe_tensor *scales, const moe_tensor *offsets, const moe_tensor *global_scale, moe_tensor *out, void *stream) {
+    (void)ctx;
+    (void)q;
+    (void)scales;
+    (void)offsets;
+    (void)global_scale;
+    (void)out;
+    (void)stream;
+    return moe_unsupported(ctx, "moe_dequant_nvfp4");
+}
+
