@@ -154,7 +154,10 @@ typedef struct moe_grouped_topk_params {
  * below every number); weight = s, renormalised and scaled as asked. If fewer than k
  * experts are selectable the rest get id -1, weight 0. The shared column of token t holds
  * expert E + (t % S) with weight (sum of the routed weights before renormalisation) / r,
- * renormalised and scaled like the others (so it ends as 1 / r, or 1 with scale_output). */
+ * renormalised and scaled like the others (so it ends as 1 / r, or 1 with scale_output).
+ * Non-numbers: an expert whose c is NaN is never selected; a group scores its two largest
+ * non-NaN c (NaN if it has none) and NaN groups rank below numeric ones; renormalisation
+ * is skipped when the sum is 0; infinities are ordinary values. */
 MOE_API moe_status moe_route_grouped_topk(moe_context *ctx, const moe_tensor *logits,
                                           const moe_tensor *bias,
                                           const moe_grouped_topk_params *params,
@@ -162,8 +165,11 @@ MOE_API moe_status moe_route_grouped_topk(moe_context *ctx, const moe_tensor *lo
 
 /* Softmax top-k (Mixtral, Qwen3-MoE): p = softmax(logits) over E in f32 (max-subtracted);
  * the k largest p in descending order (ties to the lower index, NaN below every number);
- * weight = p, divided by the sum of the k if renormalize.
- * logits [T, E] f32/bf16/f16; ids [T, k] i32; weights [T, k] f32; k <= min(E, 16). */
+ * weight = p, divided by the sum of the k if renormalize (when the sum is > 0).
+ * NaN logits are left out of the softmax and never selected (slots beyond the selectable
+ * experts get id -1, weight 0); if the maximum logit is infinite, the experts at the
+ * maximum share p = 1. logits [T, E] f32/bf16/f16; ids [T, k] i32; weights [T, k] f32;
+ * k <= min(E, 16). */
 MOE_API moe_status moe_route_softmax_topk(moe_context *ctx, const moe_tensor *logits,
                                           int32_t topk, int32_t renormalize, moe_tensor *ids,
                                           moe_tensor *weights, void *stream);
@@ -171,7 +177,8 @@ MOE_API moe_status moe_route_softmax_topk(moe_context *ctx, const moe_tensor *lo
 /* ------------------------------------------------------------------ 2. permutation */
 
 /* Upper bound on the rows of a contiguous plan: T*k' + E'*(alignment - 1). Sizes perm, the
- * gathered activations and every per-row buffer of the layer. -1 on overflow. */
+ * gathered activations and every per-row buffer of the layer. -1 for negative sizes,
+ * alignment < 1, or overflow. Row indices are i32: plans need Rmax, T*k' <= INT32_MAX. */
 MOE_API int64_t moe_permute_max_rows(int64_t num_tokens, int32_t topk, int32_t num_experts,
                                      int32_t alignment);
 
@@ -185,7 +192,8 @@ MOE_API moe_status moe_permute_workspace_size(moe_context *ctx, int64_t num_toke
  * offsets [E'+1] i32: offsets[e+1] = offsets[e] + roundup(counts[e], alignment).
  * perm [Rmax] i32, Rmax = moe_permute_max_rows(): perm[r] = t*k' + j of the pair at row r,
  *   pairs of one expert in ascending t*k'+j; padding rows and rows >= offsets[E'] hold -1.
- * inv_perm [T*k'] i32: the row of pair (t, j), or -1 if its id was skipped. */
+ * inv_perm [T*k'] i32: the row of pair (t, j), or -1 if its id was skipped.
+ * 1 <= alignment <= 1024; the workspace must be 4-byte aligned. */
 MOE_API moe_status moe_permute_plan(moe_context *ctx, const moe_tensor *ids,
                                     int32_t num_experts, int32_t alignment,
                                     moe_tensor *counts, moe_tensor *offsets, moe_tensor *perm,
@@ -203,7 +211,8 @@ MOE_API moe_status moe_permute_plan_masked(moe_context *ctx, const moe_tensor *i
                                            void *workspace, size_t workspace_bytes,
                                            void *stream);
 
-/* Per-expert GEMM problem sizes: out [E', 3] i32 = (counts[e], n, k) per expert. */
+/* Per-expert GEMM problem sizes: out [E', 3] i32 = (counts[e], n, k) per expert;
+ * 1 <= n, k <= INT32_MAX. */
 MOE_API moe_status moe_problem_sizes(moe_context *ctx, const moe_tensor *counts, int64_t n,
                                      int64_t k, moe_tensor *out, void *stream);
 
@@ -231,7 +240,10 @@ typedef struct moe_fp8_group_params {
 /* Per-token-group FP8: scale = max(amax, eps) / 448 (rounded up to 2^n if ue8m0);
  * q = e4m3(x / scale). x [T, K] f32/f16/bf16; q [M, K] e4m3; scales f32 per layout.
  * perm: NULL (M = T, row r reads x[r]) or [M] i32 to fuse the gather (row r reads
- * x[perm[r] / topk]; a negative or out-of-range entry quantises a zero row). */
+ * x[perm[r] / topk]; a negative or out-of-range entry quantises a zero row).
+ * amax ignores NaN, so a NaN spoils only its own element; an infinite element makes its
+ * group's scale infinite (that element becomes NaN, the rest of the group 0). Column-major
+ * scales: the padding columns M..M4-1 are not written. */
 MOE_API moe_status moe_quant_fp8_group(moe_context *ctx, const moe_tensor *x,
                                        const moe_tensor *perm, int32_t topk,
                                        const moe_fp8_group_params *params, moe_tensor *q,
@@ -260,7 +272,9 @@ typedef enum moe_mx_rule {
  * each expert's block starts at row sum_{e'<e} roundup(count[e'], 128); inside it the
  * scale of (row m, col c) is at tile (m/128, c/4) byte (m%32)*16 + ((m%128)/32)*4 + c%4,
  * tiles row-major. Every byte of each expert's padded block is written (padding 0);
- * bytes beyond the last expert's block are not. */
+ * bytes beyond the last expert's block are not. scales must be contiguous. Rows covered
+ * by no expert are neither read nor written; offsets are read as their running maximum
+ * clamped to [0, M], so no data can make an op access memory out of bounds. */
 MOE_API moe_status moe_quant_mxfp8(moe_context *ctx, const moe_tensor *x,
                                    const moe_tensor *offsets, moe_mx_rule rule, moe_tensor *q,
                                    moe_tensor *scales, void *stream);
@@ -403,6 +417,29 @@ MOE_API moe_status moe_layer_forward(moe_layer *layer, const moe_tensor *x,
                                      const moe_tensor *topk_ids,
                                      const moe_tensor *topk_weights, moe_tensor *out,
                                      void *workspace, size_t workspace_bytes, void *stream);
+
+/* The steps of moe_layer_forward, in order. */
+typedef enum moe_layer_step {
+    MOE_STEP_ROUTE = 0,    /* router logits -> top-k ids and weights (skipped if given) */
+    MOE_STEP_PERMUTE = 1,  /* ids -> offsets, perm, inverse perm */
+    MOE_STEP_QUANTIZE = 2, /* gather x by perm (+ FP8 quantisation) */
+    MOE_STEP_GEMM1 = 3,    /* gate/up projection */
+    MOE_STEP_ACTIVATE = 4, /* silu * mul (+ FP8 quantisation) */
+    MOE_STEP_GEMM2 = 5,    /* down projection */
+    MOE_STEP_COMBINE = 6,  /* weighted sum back to tokens */
+    MOE_STEP_COUNT = 7
+} moe_layer_step;
+
+/* A "lower-case-name" for a step ("gemm1"); "unknown" outside the enum. */
+MOE_API const char *moe_layer_step_name(moe_layer_step step);
+
+/* Called by moe_layer_forward on the calling thread before (end = 0) and after (end = 1)
+ * enqueuing each step, for profilers: wall clocks on the CPU backend, CUDA events or NVTX
+ * ranges on a GPU stream. It must not call back into the layer. */
+typedef void (*moe_step_hook)(void *user, moe_layer_step step, int end);
+
+/* Installs (or, with hook NULL, removes) a layer's step hook. */
+MOE_API moe_status moe_layer_set_step_hook(moe_layer *layer, moe_step_hook hook, void *user);
 
 #ifdef __cplusplus
 }

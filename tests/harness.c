@@ -201,6 +201,7 @@ void harness_run(const char *name, test_fn fn) {
     int before = n_passed + n_failed;
     fn();
     free_all();
+    test_gpu_free_all();
     printf("%-48s %s (%d checks)\n", name, test_failed ? "FAILED" : "ok",
            n_passed + n_failed - before);
     fflush(stdout);
@@ -217,6 +218,9 @@ static const suite suites[] = {
     {"combine", suite_combine},   {"quant_fp8", suite_quant_fp8},
     {"quant_block", suite_quant_block}, {"activation", suite_activation},
     {"gemm", suite_gemm},         {"layer", suite_layer},
+    {"cuda_route", suite_cuda_route}, {"cuda_permute", suite_cuda_permute},
+    {"cuda_quant", suite_cuda_quant}, {"cuda_activation", suite_cuda_activation},
+    {"cuda_combine", suite_cuda_combine},
 };
 
 int main(int argc, char **argv) {
@@ -228,6 +232,9 @@ int main(int argc, char **argv) {
         suites[s].fn();
     }
     moe_context_destroy(cpu_ctx);
+    test_gpu_release();
+    if (test_gpu_skipped())
+        printf("%d GPU tests skipped: no CUDA device\n", test_gpu_skipped());
     printf("%d passed, %d failed\n", n_passed, n_failed);
     return n_failed ? 1 : 0;
 }

@@ -49,6 +49,12 @@ void suite_quant_block(void); /* MXFP8 and NVFP4 */
 void suite_activation(void);
 void suite_gemm(void);
 void suite_layer(void);
+/* the CUDA backend against the CPU reference (skip without a GPU) */
+void suite_cuda_route(void);
+void suite_cuda_permute(void);
+void suite_cuda_quant(void);       /* FP8 group, MXFP8, NVFP4 */
+void suite_cuda_activation(void);
+void suite_cuda_combine(void);
 
 /* ---------------------------------------------------------------- data */
 
@@ -84,5 +90,24 @@ void test_set_i32(moe_tensor *t, int64_t i0, int64_t i1, int32_t v);
 
 /* A CPU context shared by the tests. */
 moe_context *test_cpu(void);
+
+/* ---------------------------------------------------------------- GPU (harness_gpu.c) */
+
+/* A CUDA context shared by the tests, or NULL after printing "SKIP: no CUDA device (why)";
+ * a GPU test starts with `moe_context *gpu = test_gpu(); if (!gpu) return;`. */
+moe_context *test_gpu(void);
+int test_gpu_skipped(void);
+void test_gpu_release(void);
+void test_gpu_free_all(void);
+
+/* Device memory, poisoned with 0xFF bytes and freed after the current test. */
+void *test_device_alloc(size_t bytes);
+/* A device tensor of host's shape, dtype and strides: poisoned (i32 as test_poison does). */
+moe_tensor test_device_like(const moe_tensor *host);
+/* A device copy of a host tensor. */
+moe_tensor test_to_device(const moe_tensor *host);
+/* Synchronises, checks for asynchronous errors and copies dev into host (same layout). */
+void test_to_host(const moe_tensor *dev, moe_tensor *host);
+void test_device_sync(void);
 
 #endif

@@ -63,6 +63,11 @@ moe_status moe_check_tensor(const moe_tensor *t, const char *name, unsigned dtyp
     }
     if (!t->data && moe_numel(t) > 0)
         return moe_fail(MOE_ERR_INVALID_ARGUMENT, "%s.data is NULL", name);
+    size_t align = moe_dtype_size(t->dtype);
+    if ((uintptr_t)t->data % align)
+        return moe_fail(MOE_ERR_INVALID_ARGUMENT,
+                        "%s.data (%p) must be aligned to its element size (%zu bytes)", name,
+                        t->data, align);
     return MOE_OK;
 }
 

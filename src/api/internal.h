@@ -7,6 +7,10 @@
 
 #define MOE_INTERNAL __attribute__((visibility("hidden")))
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* A backend implements each op with the public function's signature; the API layer has
  * checked every argument before the call. A NULL entry means the backend lacks the op. */
 typedef struct moe_backend_ops {
@@ -63,8 +67,14 @@ struct moe_context {
     void *state; /* backend-owned */
 };
 
-/* The CPU backend's table (src/cpu/backend.c). */
+/* The backends' tables (src/cpu/backend.c, src/cuda/backend.c). */
 MOE_INTERNAL extern const moe_backend_ops moe_cpu_ops;
+MOE_INTERNAL extern const moe_backend_ops moe_cuda_ops;
+
+/* CUDA backend lifecycle (src/cuda/context.cu); only in builds with MOE_HAVE_CUDA. */
+MOE_INTERNAL int moe_cuda_device_count(void);
+MOE_INTERNAL moe_status moe_cuda_context_init(moe_context *ctx, int device);
+MOE_INTERNAL void moe_cuda_context_release(moe_context *ctx);
 
 /* ---------------------------------------------------------------- errors */
 
@@ -133,5 +143,9 @@ MOE_INTERNAL moe_status moe_check_fp8_group(const moe_fp8_group_params *params, 
                                             int64_t k, const moe_tensor *scales);
 
 static inline int64_t moe_round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* MOE_API_INTERNAL_H */
