@@ -184,6 +184,11 @@ int64_t rng_int(int64_t lo, int64_t hi) {
 
 static moe_context *cpu_ctx;
 
+int test_quick(void) {
+    const char *q = getenv("MOE_TEST_QUICK");
+    return q && *q && strcmp(q, "0") != 0;
+}
+
 moe_context *test_cpu(void) {
     if (!cpu_ctx && moe_context_create(&cpu_ctx, MOE_BACKEND_CPU, 0) != MOE_OK) {
         fprintf(stderr, "cannot create a CPU context: %s\n", moe_last_error());

@@ -88,6 +88,9 @@ void test_set(moe_tensor *t, int64_t i0, int64_t i1, int64_t i2, double v);
 int32_t test_get_i32(const moe_tensor *t, int64_t i0, int64_t i1);
 void test_set_i32(moe_tensor *t, int64_t i0, int64_t i1, int32_t v);
 
+/* 1 when MOE_TEST_QUICK is set (compute-sanitizer runs): tests skip their largest shapes. */
+int test_quick(void);
+
 /* A CPU context shared by the tests. */
 moe_context *test_cpu(void);
 

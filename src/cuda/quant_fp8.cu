@@ -1,23 +1,158 @@
-/* Not yet implemented on the GPU: reports MOE_ERR_UNSUPPORTED. */
-#include "cuda.h"
+/* Per-token-group FP8 quantisation with the gather fused (SPEC 3), and its inverse.
+ *
+ * The group math and the two loops over groups are in fp8_group.cuh (shared with the
+ * fused silu_and_mul); this file supplies the rows: row r of q reads x[perm[r] / topk]
+ * (x[r] without perm), or a row of zeros where perm[r] is negative or names a token
+ * >= T. Codes and scales equal the CPU reference bit for bit (a NaN code may differ in
+ * its sign bit: the GPU's NaNs are canonical). As on the CPU, the column-major scales'
+ * padding columns M..M4-1 are not written. */
+#include "fp8_group.cuh"
 
-moe_status moe_cuda_quant_fp8_group(moe_context *ctx, const moe_tensor *x, const moe_tensor *perm, int32_t topk, const moe_fp8_group_params *params, moe_tensor *q, moe_tensor *scales, void *stream) {
-    (void)x;
-    (void)perm;
-    (void)topk;
-    (void)params;
-    (void)q;
-    (void)scales;
-    (void)stream;
-    return moe_unsupported(ctx, "moe_quant_fp8_group");
+/* ------------------------------------------------------------------ quantisation */
+
+/* The rows of x as moe_fp8_lanes_loop / moe_fp8_warps_loop read them. VEC: x and its row
+ * stride are 16-byte aligned, so a thread's 16 values come in 16-byte loads. */
+template <moe_dtype D, bool VEC>
+struct gather_source {
+    typedef const typename moe_elem<D>::T *Row; /* NULL: a row of zeros */
+
+    Row x;
+    int64_t x_stride, x_rows;
+    const int32_t *perm; /* NULL: row r is x[r] */
+    int32_t topk;
+
+    __device__ __forceinline__ Row row(int64_t r) const {
+        if (r < 0) return NULL;
+        int64_t t = r;
+        if (perm) {
+            /* caller data: anything outside [0, T * topk) is a zero row, never a read */
+            int32_t p = __ldg(perm + r);
+            if (p < 0) return NULL;
+            t = (uint32_t)p / (uint32_t)topk; /* both positive: the cheaper unsigned divide */
+            if (t >= x_rows) return NULL;
+        }
+        return x + t * x_stride;
+    }
+
+    __device__ __forceinline__ void load(Row h, int64_t c, float (&v)[MOE_FP8_VEC]) const {
+        if (!h) {
+#pragma unroll
+            for (int i = 0; i < MOE_FP8_VEC; i++) v[i] = 0.0f;
+        } else if (VEC) {
+            moe_fp8_load_vec<D, MOE_FP8_VEC>(h + c * MOE_FP8_VEC, v);
+        } else {
+            moe_fp8_load_scalar<D, MOE_FP8_VEC>(h + c * MOE_FP8_VEC, v);
+        }
+    }
+
+    __device__ __forceinline__ float value(Row h, int64_t col) const {
+        return h ? moe_fp8_load1<D>(h + col) : 0.0f;
+    }
+};
+
+template <moe_dtype D>
+static moe_status quant_launch(const moe_context *ctx, const moe_tensor *x,
+                               const moe_tensor *perm, int32_t topk,
+                               const moe_fp8_group_params *params, moe_tensor *q,
+                               moe_tensor *scales, void *stream) {
+    typedef typename moe_elem<D>::T T;
+    moe_fp8_out o = moe_fp8_out_of(params, q, scales);
+    const T *xd = (const T *)x->data;
+    const int32_t *pd = perm ? (const int32_t *)perm->data : NULL;
+    int vec = moe_fp8_aligned16(x->data) && x->stride[0] * (int64_t)sizeof(T) % 16 == 0;
+    if (o.log2_lanes >= 0 && vec) {
+        gather_source<D, true> src = {xd, x->stride[0], x->shape[0], pd, topk};
+        return moe_fp8_launch(ctx, src, o, stream, "moe_quant_fp8_group");
+    }
+    gather_source<D, false> src = {xd, x->stride[0], x->shape[0], pd, topk};
+    return moe_fp8_launch(ctx, src, o, stream, "moe_quant_fp8_group");
 }
 
-moe_status moe_cuda_dequant_fp8_group(moe_context *ctx, const moe_tensor *q, const moe_tensor *scales, const moe_fp8_group_params *params, moe_tensor *out, void *stream) {
-    (void)q;
-    (void)scales;
-    (void)params;
-    (void)out;
-    (void)stream;
-    return moe_unsupported(ctx, "moe_dequant_fp8_group");
+moe_status moe_cuda_quant_fp8_group(moe_context *ctx, const moe_tensor *x, const moe_tensor *perm,
+                                    int32_t topk, const moe_fp8_group_params *params,
+                                    moe_tensor *q, moe_tensor *scales, void *stream) {
+    if (q->shape[0] == 0 || q->shape[1] == 0) return MOE_OK;
+    MOE_TRY(moe_cuda_use_device(ctx));
+    moe_status st = MOE_OK;
+    MOE_FLOAT_DTYPE_SWITCH(x->dtype, D,
+                           st = quant_launch<D>(ctx, x, perm, topk, params, q, scales, stream));
+    return st;
 }
 
+/* ------------------------------------------------------------------ dequantisation */
+
+#define DEQUANT_THREADS 256
+
+/* out = e4m3(q) * scale, the CPU's one f32 product, grid-stride over PER values at a
+ * time: 16 (one 16-byte load of codes under one scale: g % 16 == 0, everything 16-byte
+ * aligned) or 1. */
+template <moe_dtype D, int PER>
+__global__ void __launch_bounds__(DEQUANT_THREADS)
+    dequant_kernel(const uint8_t *__restrict__ q, int64_t q_stride,
+                   const float *__restrict__ scales, int64_t s_row, int64_t s_group,
+                   typename moe_elem<D>::T *__restrict__ out, int64_t out_stride, int64_t rows,
+                   int64_t cols, int64_t group) {
+    const int64_t chunks = cols / PER;
+    const int64_t step = (int64_t)gridDim.x * blockDim.x;
+    const int64_t u = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t step_r = step / chunks, step_c = step % chunks;
+    int64_t r = u / chunks, c = u % chunks;
+    while (r < rows) {
+        int64_t col = c * PER;
+        float s = __ldg(scales + r * s_row + col / group * s_group);
+        const uint8_t *qp = q + r * q_stride + col;
+        if (PER == MOE_FP8_VEC) {
+            uint4 w = __ldg(reinterpret_cast<const uint4 *>(qp));
+            uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+            float v[MOE_FP8_VEC];
+#pragma unroll
+            for (int i = 0; i < MOE_FP8_VEC; i++)
+                v[i] = __fmul_rn(moe_e4m3_to_f32((uint8_t)(ws[i / 4] >> (8 * (i % 4)))), s);
+            moe_fp8_store_vec<D, MOE_FP8_VEC>(out + r * out_stride + col, v);
+        } else {
+            out[r * out_stride + col] = moe_elem<D>::store(__fmul_rn(moe_e4m3_to_f32(*qp), s));
+        }
+        c += step_c, r += step_r;
+        if (c >= chunks) c -= chunks, r++;
+    }
+}
+
+template <moe_dtype D, int PER>
+static void dequant_run(const moe_context *ctx, const moe_tensor *q, const moe_tensor *scales,
+                        const moe_fp8_group_params *params, moe_tensor *out, cudaStream_t st) {
+    typedef typename moe_elem<D>::T T;
+    moe_fp8_scale_strides ss = moe_fp8_scale_layout(scales, params->layout);
+    int64_t rows = q->shape[0], cols = q->shape[1];
+    unsigned grid = moe_fp8_resident_grid(ctx, dequant_kernel<D, PER>, DEQUANT_THREADS,
+                                          rows * (cols / PER));
+    dequant_kernel<D, PER><<<grid, DEQUANT_THREADS, 0, st>>>(
+        (const uint8_t *)q->data, q->stride[0], (const float *)scales->data, ss.row, ss.group,
+        (T *)out->data, out->stride[0], rows, cols, params->group);
+}
+
+template <moe_dtype D>
+static moe_status dequant_launch(const moe_context *ctx, const moe_tensor *q,
+                                 const moe_tensor *scales, const moe_fp8_group_params *params,
+                                 moe_tensor *out, void *stream) {
+    int64_t es = (int64_t)sizeof(typename moe_elem<D>::T);
+    int vec = params->group % MOE_FP8_VEC == 0 && moe_fp8_aligned16(q->data) &&
+              q->stride[0] % 16 == 0 && moe_fp8_aligned16(out->data) &&
+              out->stride[0] * es % 16 == 0;
+    if (vec)
+        dequant_run<D, MOE_FP8_VEC>(ctx, q, scales, params, out, moe_cuda_stream(stream));
+    else
+        dequant_run<D, 1>(ctx, q, scales, params, out, moe_cuda_stream(stream));
+    return moe_cuda_launch_status("moe_dequant_fp8_group");
+}
+
+moe_status moe_cuda_dequant_fp8_group(moe_context *ctx, const moe_tensor *q,
+                                      const moe_tensor *scales,
+                                      const moe_fp8_group_params *params, moe_tensor *out,
+                                      void *stream) {
+    if (q->shape[0] == 0 || q->shape[1] == 0) return MOE_OK;
+    MOE_TRY(moe_cuda_use_device(ctx));
+    moe_status st = MOE_OK;
+    MOE_FLOAT_DTYPE_SWITCH(out->dtype, D,
+                           st = dequant_launch<D>(ctx, q, scales, params, out, stream));
+    return st;
+}
