@@ -225,7 +225,8 @@ static const suite suites[] = {
     {"gemm", suite_gemm},         {"layer", suite_layer},
     {"cuda_route", suite_cuda_route}, {"cuda_permute", suite_cuda_permute},
     {"cuda_quant", suite_cuda_quant}, {"cuda_activation", suite_cuda_activation},
-    {"cuda_combine", suite_cuda_combine},
+    {"cuda_combine", suite_cuda_combine}, {"cuda_quant_block", suite_cuda_quant_block},
+    {"cuda_gemm", suite_cuda_gemm},
 };
 
 int main(int argc, char **argv) {

@@ -55,6 +55,8 @@ void suite_cuda_permute(void);
 void suite_cuda_quant(void);       /* FP8 group, MXFP8, NVFP4 */
 void suite_cuda_activation(void);
 void suite_cuda_combine(void);
+void suite_cuda_quant_block(void); /* MXFP8 and NVFP4 */
+void suite_cuda_gemm(void);
 
 /* ---------------------------------------------------------------- data */
 

@@ -1,5 +1,6 @@
 /* The CUDA backend's op table. */
 #include "cuda.h"
+#include "gemm/gemm.h"
 
 const moe_backend_ops moe_cuda_ops = {
     .name = "CUDA",
@@ -19,5 +20,7 @@ const moe_backend_ops moe_cuda_ops = {
     .silu_and_mul = moe_cuda_silu_and_mul,
     .silu_and_mul_quant_fp8 = moe_cuda_silu_and_mul_quant_fp8,
     .combine = moe_cuda_combine,
-    /* grouped GEMM: the Hopper kernels arrive in src/cuda/gemm/ */
+    .grouped_gemm_workspace_size = moe_cuda_grouped_gemm_workspace_size,
+    .grouped_gemm = moe_cuda_grouped_gemm,
+    .grouped_gemm_masked = moe_cuda_grouped_gemm_masked,
 };

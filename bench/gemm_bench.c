@@ -1,0 +1,622 @@
+/* moe-bench-gemm: times moe_grouped_gemm (FP8 blockwise with column-major a_scales, and
+ * BF16) at DeepSeek-V3 expert shapes (E=256, top-8; T in {1 .. 8192} uniform routing,
+ * T in {4096, 8192} Zipf 1.2 skew) and at DeepGEMM's published shapes (contiguous
+ * 4 x 8192 rows; masked 1x1024, 2x512, 4x256 through moe_grouped_gemm_masked).
+ *
+ * Per case: median of ITERS calls, each timed alone with CUDA events after a 256 MB memset
+ * that flushes L2; TFLOP/s over 2*M*N*K; GB/s over the bytes that must move once (A and its
+ * scales, the active experts' weights and scales, the output); the floor
+ * max(bytes / read bandwidth, flops / dense tensor rate) and the share of it reached.
+ * The read bandwidth (a grid-stride read kernel over 4 GiB) and the copy bandwidth
+ * (cudaMemcpy D2D, read + written) are measured in the same run.
+ *
+ * Writes JSON to argv[1] (default gemm_libmoe.json), rewritten after every case so a run
+ * cut short still leaves a valid file. Each case carries the per-expert row counts it used:
+ * bench/torch_gemm.py reads them, so torch is timed on exactly the same routing. */
+#include <cuda.h>
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "moe.h"
+
+#define CK(x)                                                                       \
+    do {                                                                            \
+        cudaError_t e_ = (x);                                                       \
+        if (e_ != cudaSuccess) {                                                    \
+            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+            exit(1);                                                                \
+        }                                                                           \
+    } while (0)
+
+enum { EXPERTS = 256, TOPK = 8, ITERS = 30, WARMUP = 2, MAX_CASE_EXPERTS = 256 };
+
+/* Dense tensor-core peaks of the H100/H200 SXM datasheet (TFLOP/s): a floor nothing beats.
+ * cuBLAS reaches 1283 (FP8) and 776 (BF16) at 8192^3 on the lent H100 (docs/ANCHORS.md). */
+static const double FP8_DENSE_TFLOPS = 1979.0, BF16_DENSE_TFLOPS = 989.0;
+/* docs/ANCHORS.md's measured read ceiling, used only if the read kernel cannot run */
+static const double FALLBACK_READ_GBPS = 3100.0;
+
+typedef struct {
+    const char *name;
+    int64_t n, k;
+} shape;
+
+static const shape shapes[] = {{"gate_up", 4096, 7168}, {"down", 7168, 2048}};
+static const int64_t uniform_tokens[] = {1, 16, 128, 512, 2048, 8192};
+static const int64_t zipf_tokens[] = {4096, 8192};
+static const double ZIPF_SKEW = 1.2;
+
+/* ---------------------------------------------------------------- random data */
+
+static uint64_t rng = 88172645463325252ull;
+static uint64_t xorshift(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+enum fill_kind { FILL_E4M3, FILL_BF16, FILL_SCALE, FILL_KINDS };
+static const size_t CHUNK = 64u << 20;
+static void *chunk_dev[FILL_KINDS]; /* one random 64 MB chunk per kind, on the device */
+
+/* Random bytes of each kind, made on the host once and kept on the device: filling 15 GB
+ * of weights is then a series of device copies instead of host generation and transfer. */
+static void make_chunks(void) {
+    unsigned char *h = malloc(CHUNK);
+    if (!h) exit(1);
+    for (int kind = 0; kind < FILL_KINDS; kind++) {
+        for (size_t i = 0; i < CHUNK; i += 4) {
+            uint32_t r = (uint32_t)xorshift();
+            if (kind == FILL_E4M3) {
+                for (int j = 0; j < 4; j++) {
+                    unsigned char c = (unsigned char)(r >> (8 * j));
+                    if ((c & 0x7f) == 0x7f) c ^= 1;          /* NaN -> +-448 */
+                    if ((c & 0x7f) == 0) c |= 0x38;          /* zero -> +-1 */
+                    h[i + j] = c;
+                }
+            } else if (kind == FILL_BF16) {
+                /* sign, exponent of 0.5, 7 random mantissa bits: +-[0.5, 1) */
+                uint16_t a = (uint16_t)(0x3f00 | (r & 0x7f) | ((r >> 7) & 1) << 15);
+                uint16_t b = (uint16_t)(0x3f00 | ((r >> 8) & 0x7f) | ((r >> 15) & 1) << 15);
+                memcpy(h + i, &a, 2);
+                memcpy(h + i + 2, &b, 2);
+            } else {
+                float f = (0.5f + (float)(r & 0xffff) / 65536.0f) / 256.0f; /* [0.5, 1.5)/256 */
+                memcpy(h + i, &f, 4);
+            }
+        }
+        CK(cudaMalloc(&chunk_dev[kind], CHUNK));
+        CK(cudaMemcpy(chunk_dev[kind], h, CHUNK, cudaMemcpyHostToDevice));
+    }
+    free(h);
+}
+
+static void *dev_alloc(size_t bytes) {
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 16);
+    if (e != cudaSuccess) {
+        fprintf(stderr, "cudaMalloc(%zu bytes): %s\n", bytes, cudaGetErrorString(e));
+        exit(1);
+    }
+    return p;
+}
+
+static void *dev_random(size_t bytes, enum fill_kind kind) {
+    void *d = dev_alloc(bytes);
+    for (size_t o = 0; o < bytes; o += CHUNK) {
+        size_t n = bytes - o < CHUNK ? bytes - o : CHUNK;
+        CK(cudaMemcpy((char *)d + o, chunk_dev[kind], n, cudaMemcpyDeviceToDevice));
+    }
+    return d;
+}
+
+/* ---------------------------------------------------------------- routing */
+
+/* Rows per expert when t tokens each pick topk distinct experts, expert e drawn with
+ * probability proportional to (e+1)^-skew (skew 0: uniform) and a repeat drawn again: the
+ * successive sampling without replacement of torch.multinomial. Deterministic per (t, skew)
+ * so every dtype and shape sees the same counts. */
+static void route_counts(int64_t t, double skew, int32_t *counts) {
+    double cdf[EXPERTS], total = 0.0;
+    for (int e = 0; e < EXPERTS; e++) {
+        total += skew > 0.0 ? pow(e + 1.0, -skew) : 1.0;
+        cdf[e] = total;
+    }
+    uint64_t s = 0x9e3779b97f4a7c15ull * (uint64_t)(t + 1) + (skew > 0.0 ? 12345 : 0);
+    memset(counts, 0, sizeof(int32_t) * EXPERTS);
+    for (int64_t tok = 0; tok < t; tok++) {
+        int chosen[TOPK];
+        for (int j = 0; j < TOPK; j++) {
+            int e, dup;
+            do {
+                /* splitmix64, local so the draws do not depend on other random use */
+                uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+                z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+                z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+                z ^= z >> 31;
+                double u = (double)(z >> 11) * 0x1.0p-53 * total;
+                int lo = 0, hi = EXPERTS - 1;
+                while (lo < hi) {
+                    int mid = (lo + hi) / 2;
+                    if (cdf[mid] > u) hi = mid;
+                    else lo = mid + 1;
+                }
+                e = lo;
+                dup = 0;
+                for (int q = 0; q < j; q++) dup |= chosen[q] == e;
+            } while (dup);
+            chosen[j] = e;
+            counts[e]++;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- bandwidth */
+
+static cudaEvent_t ev0, ev1;
+
+static float elapsed_ms(void) {
+    float ms = 0.0f;
+    CK(cudaEventSynchronize(ev1));
+    CK(cudaEventElapsedTime(&ms, ev0, ev1));
+    return ms;
+}
+
+static double copy_bandwidth(void) {
+    size_t bytes = 2ull << 30;
+    void *a = dev_alloc(bytes), *b = dev_alloc(bytes);
+    CK(cudaMemset(a, 1, bytes));
+    float best = 1e30f;
+    for (int i = 0; i < 10; i++) {
+        CK(cudaEventRecord(ev0, 0));
+        CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, 0));
+        CK(cudaEventRecord(ev1, 0));
+        float ms = elapsed_ms();
+        if (i >= 2 && ms < best) best = ms;
+    }
+    CK(cudaFree(a));
+    CK(cudaFree(b));
+    return 2.0 * (double)bytes / (best * 1e-3) / 1e9; /* read + written */
+}
+
+/* A read-only kernel over n 16-byte words (n a multiple of 4): thread i of a grid-stride
+ * loop XORs words i, i + n/4, i + n/2 and i + 3n/4 (four independent loads in flight) and
+ * stores the result only if it equals a constant, so the loads stay but nothing is
+ * written. PTX so this C program needs no CUDA compiler; loaded through the driver entry
+ * points the runtime hands out, as the library does for cuTensorMapEncodeTiled (no link
+ * against libcuda). */
+static const char read_ptx[] =
+    ".version 7.8\n"
+    ".target sm_90\n"
+    ".address_size 64\n"
+    ".visible .entry read_xor(.param .u64 p_src, .param .u64 p_n, .param .u64 p_out)\n"
+    "{\n"
+    "    .reg .pred %p<3>;\n"
+    "    .reg .b32 %r<25>;\n"
+    "    .reg .b64 %rd<11>;\n"
+    "    ld.param.u64 %rd1, [p_src];\n"
+    "    ld.param.u64 %rd2, [p_n];\n"
+    "    ld.param.u64 %rd3, [p_out];\n"
+    "    cvta.to.global.u64 %rd1, %rd1;\n"
+    "    cvta.to.global.u64 %rd3, %rd3;\n"
+    "    shr.u64 %rd2, %rd2, 2;\n"
+    "    shl.b64 %rd9, %rd2, 4;\n"
+    "    mov.u32 %r1, %ctaid.x;\n"
+    "    mov.u32 %r2, %ntid.x;\n"
+    "    mov.u32 %r3, %tid.x;\n"
+    "    mov.u32 %r4, %nctaid.x;\n"
+    "    mul.wide.u32 %rd4, %r1, %r2;\n"
+    "    cvt.u64.u32 %rd5, %r3;\n"
+    "    add.u64 %rd4, %rd4, %rd5;\n"
+    "    mul.wide.u32 %rd6, %r4, %r2;\n"
+    "    mov.b32 %r5, 0;\n"
+    "    mov.b32 %r6, 0;\n"
+    "    mov.b32 %r7, 0;\n"
+    "    mov.b32 %r8, 0;\n"
+    "    setp.ge.u64 %p1, %rd4, %rd2;\n"
+    "    @%p1 bra DONE;\n"
+    "LOOP:\n"
+    "    shl.b64 %rd7, %rd4, 4;\n"
+    "    add.u64 %rd8, %rd1, %rd7;\n"
+    "    ld.global.nc.v4.u32 {%r9, %r10, %r11, %r12}, [%rd8];\n"
+    "    add.u64 %rd8, %rd8, %rd9;\n"
+    "    ld.global.nc.v4.u32 {%r13, %r14, %r15, %r16}, [%rd8];\n"
+    "    add.u64 %rd8, %rd8, %rd9;\n"
+    "    ld.global.nc.v4.u32 {%r17, %r18, %r19, %r20}, [%rd8];\n"
+    "    add.u64 %rd8, %rd8, %rd9;\n"
+    "    ld.global.nc.v4.u32 {%r21, %r22, %r23, %r24}, [%rd8];\n"
+    "    xor.b32 %r5, %r5, %r9;\n"
+    "    xor.b32 %r6, %r6, %r10;\n"
+    "    xor.b32 %r7, %r7, %r11;\n"
+    "    xor.b32 %r8, %r8, %r12;\n"
+    "    xor.b32 %r5, %r5, %r13;\n"
+    "    xor.b32 %r6, %r6, %r14;\n"
+    "    xor.b32 %r7, %r7, %r15;\n"
+    "    xor.b32 %r8, %r8, %r16;\n"
+    "    xor.b32 %r5, %r5, %r17;\n"
+    "    xor.b32 %r6, %r6, %r18;\n"
+    "    xor.b32 %r7, %r7, %r19;\n"
+    "    xor.b32 %r8, %r8, %r20;\n"
+    "    xor.b32 %r5, %r5, %r21;\n"
+    "    xor.b32 %r6, %r6, %r22;\n"
+    "    xor.b32 %r7, %r7, %r23;\n"
+    "    xor.b32 %r8, %r8, %r24;\n"
+    "    add.u64 %rd4, %rd4, %rd6;\n"
+    "    setp.lt.u64 %p1, %rd4, %rd2;\n"
+    "    @%p1 bra LOOP;\n"
+    "DONE:\n"
+    "    xor.b32 %r5, %r5, %r6;\n"
+    "    xor.b32 %r5, %r5, %r7;\n"
+    "    xor.b32 %r5, %r5, %r8;\n"
+    "    setp.ne.u32 %p2, %r5, 2134552341;\n"
+    "    @%p2 bra END;\n"
+    "    st.global.u32 [%rd3], %r5;\n"
+    "END:\n"
+    "    ret;\n"
+    "}\n";
+
+typedef CUresult (*load_data_fn)(CUmodule *, const void *);
+typedef CUresult (*get_function_fn)(CUfunction *, CUmodule, const char *);
+typedef CUresult (*launch_kernel_fn)(CUfunction, unsigned, unsigned, unsigned, unsigned,
+                                     unsigned, unsigned, unsigned, CUstream, void **, void **);
+typedef CUresult (*unload_fn)(CUmodule);
+
+static void *driver_fn(const char *name) {
+    void *fn = NULL;
+    enum cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+    if (cudaGetDriverEntryPointByVersion(name, &fn, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+        cudaGetLastError();
+        return NULL;
+    }
+    return fn;
+}
+
+/* Read bandwidth in GB/s (best of 8 runs over 4 GiB), or 0 with *why set on failure. */
+static double read_bandwidth(int sm_count, const char **why) {
+    load_data_fn load = (load_data_fn)driver_fn("cuModuleLoadData");
+    get_function_fn get = (get_function_fn)driver_fn("cuModuleGetFunction");
+    launch_kernel_fn launch = (launch_kernel_fn)driver_fn("cuLaunchKernel");
+    unload_fn unload = (unload_fn)driver_fn("cuModuleUnload");
+    if (!load || !get || !launch || !unload) {
+        *why = "driver entry points not found";
+        return 0.0;
+    }
+    CUmodule mod;
+    CUfunction fn;
+    if (load(&mod, read_ptx) != CUDA_SUCCESS) {
+        *why = "cuModuleLoadData failed on the read kernel's PTX";
+        return 0.0;
+    }
+    if (get(&fn, mod, "read_xor") != CUDA_SUCCESS) {
+        unload(mod);
+        *why = "cuModuleGetFunction failed";
+        return 0.0;
+    }
+    size_t bytes = 4ull << 30;
+    void *src = dev_alloc(bytes), *out = dev_alloc(16);
+    CK(cudaMemset(src, 1, bytes));
+    CUdeviceptr src_p = (CUdeviceptr)(uintptr_t)src, out_p = (CUdeviceptr)(uintptr_t)out;
+    unsigned long long n16 = bytes / 16;
+    void *args[] = {&src_p, &n16, &out_p};
+    /* two 1024-thread blocks per SM: all resident at once (31 registers), 64 B each in flight */
+    unsigned blocks = 2u * (unsigned)sm_count;
+    float best = 1e30f;
+    for (int i = 0; i < 10 && !*why; i++) {
+        CK(cudaEventRecord(ev0, 0));
+        if (launch(fn, blocks, 1, 1, 1024, 1, 1, 0, NULL, args, NULL) != CUDA_SUCCESS)
+            *why = "cuLaunchKernel failed";
+        CK(cudaEventRecord(ev1, 0));
+        float ms = elapsed_ms();
+        if (i >= 2 && ms < best) best = ms;
+    }
+    CK(cudaDeviceSynchronize());
+    CK(cudaFree(src));
+    CK(cudaFree(out));
+    unload(mod);
+    return *why ? 0.0 : (double)bytes / (best * 1e-3) / 1e9;
+}
+
+/* ---------------------------------------------------------------- JSON */
+
+/* The cases written so far, as JSON objects joined by ",\n". */
+static char *cases_json;
+static size_t cases_len, cases_cap;
+
+static void append(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) exit(1);
+    if (cases_len + (size_t)n + 1 > cases_cap) {
+        cases_cap = (cases_len + (size_t)n + 1) * 2;
+        cases_json = realloc(cases_json, cases_cap);
+        if (!cases_json) exit(1);
+    }
+    va_start(ap, fmt);
+    vsnprintf(cases_json + cases_len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    cases_len += (size_t)n;
+}
+
+static const char *json_path;
+static char header_json[512];
+
+/* Rewrites the whole file, so it is valid JSON whenever the run stops. */
+static void write_json(void) {
+    FILE *f = fopen(json_path, "w");
+    if (!f) {
+        fprintf(stderr, "cannot write %s\n", json_path);
+        exit(1);
+    }
+    fprintf(f, "{%s, \"cases\": [\n%s\n]}\n", header_json, cases_json ? cases_json : "");
+    fclose(f);
+}
+
+/* ---------------------------------------------------------------- one case */
+
+typedef struct {
+    moe_context *ctx;
+    int masked, fp8;
+    moe_tensor a, sa, b, sb, idx, d;
+    void *ws;
+    size_t ws_bytes;
+} gemm_call;
+
+static moe_status call(gemm_call *g) {
+    const moe_tensor *sa = g->fp8 ? &g->sa : NULL, *sb = g->fp8 ? &g->sb : NULL;
+    if (g->masked)
+        return moe_grouped_gemm_masked(g->ctx, &g->a, sa, MOE_SCALES_COL_MAJOR, &g->b, sb,
+                                       &g->idx, &g->d, g->ws, g->ws_bytes, NULL);
+    return moe_grouped_gemm(g->ctx, &g->a, sa, MOE_SCALES_COL_MAJOR, &g->b, sb, &g->idx, &g->d,
+                            g->ws, g->ws_bytes, NULL);
+}
+
+static int cmp_f(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+static void *flush_buf;
+static const size_t FLUSH_BYTES = 256u << 20; /* > 5x the H100's 50 MB L2 */
+
+/* Median microseconds of one call with L2 flushed before each; -1 if libmoe refuses. */
+static double time_call(gemm_call *g) {
+    for (int i = 0; i < WARMUP; i++)
+        if (call(g) != MOE_OK) return -1.0;
+    CK(cudaDeviceSynchronize());
+    float ms[ITERS];
+    for (int i = 0; i < ITERS; i++) {
+        CK(cudaMemsetAsync(flush_buf, i & 0xff, FLUSH_BYTES, 0));
+        CK(cudaEventRecord(ev0, 0));
+        moe_status s = call(g);
+        CK(cudaEventRecord(ev1, 0));
+        if (s != MOE_OK) return -1.0;
+        ms[i] = elapsed_ms();
+    }
+    CK(cudaDeviceSynchronize());
+    qsort(ms, ITERS, sizeof(float), cmp_f);
+    return ms[ITERS / 2] * 1e3;
+}
+
+typedef struct {
+    const char *routing; /* "uniform", "zipf1.2", "deepgemm" */
+    int64_t t;           /* tokens (DeepSeek-V3 cases), 0 for DeepGEMM's shapes */
+    int masked;
+    int32_t experts;     /* groups: counts[0 .. experts-1] */
+    int64_t cap;         /* masked: rows per group (C) */
+    const int32_t *counts;
+} case_desc;
+
+static double read_gbps;
+static int first_case = 1;
+
+static void json_escape_append(const char *s) {
+    append("\"");
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') append("\\%c", *s);
+        else if ((unsigned char)*s >= 0x20) append("%c", *s);
+    }
+    append("\"");
+}
+
+/* Times one grouped GEMM over the first c->experts experts of b (and b_scales), prints a
+ * table row and appends a JSON case. */
+static void run_case(moe_context *ctx, int fp8, const shape *sh, void *b, void *sb,
+                     const case_desc *c) {
+    int64_t n = sh->n, k = sh->k, kb = k / 128, e = c->experts;
+    size_t es = fp8 ? 1 : 2;
+    int64_t m = 0, active = 0;
+    for (int64_t i = 0; i < e; i++) {
+        int64_t rows = c->counts[i];
+        if (c->masked && rows > c->cap) rows = c->cap;
+        m += rows;
+        active += rows > 0;
+    }
+    /* A holds R = M rows (contiguous) or E x C (masked); a_scales column-major */
+    int64_t a_rows = c->masked ? e * c->cap : m;
+    int64_t r4 = ((c->masked ? c->cap : m) + 3) / 4 * 4;
+    void *a = dev_random((size_t)(a_rows * k) * es, fp8 ? FILL_E4M3 : FILL_BF16);
+    void *sa = fp8 ? dev_random((size_t)((c->masked ? e : 1) * kb * r4) * 4, FILL_SCALE) : NULL;
+    void *d = dev_alloc((size_t)(a_rows * n) * 2);
+    /* offsets [E+1] (contiguous) or counts [E] (masked), on the device before timing */
+    int32_t idx_h[MAX_CASE_EXPERTS + 1];
+    int64_t idx_n = c->masked ? e : e + 1;
+    idx_h[0] = 0;
+    for (int64_t i = 0; i < e; i++) {
+        if (c->masked) idx_h[i] = c->counts[i];
+        else idx_h[i + 1] = idx_h[i] + c->counts[i];
+    }
+    void *idx = dev_alloc((size_t)idx_n * 4);
+    CK(cudaMemcpy(idx, idx_h, (size_t)idx_n * 4, cudaMemcpyHostToDevice));
+
+    moe_dtype in = fp8 ? MOE_DTYPE_E4M3 : MOE_DTYPE_BF16;
+    gemm_call g;
+    memset(&g, 0, sizeof g);
+    g.ctx = ctx, g.masked = c->masked, g.fp8 = fp8;
+    g.b = moe_tensor_3d(b, in, e, n, k);
+    g.sb = moe_tensor_3d(sb, MOE_DTYPE_F32, e, n / 128, kb);
+    g.idx = moe_tensor_1d(idx, MOE_DTYPE_I32, idx_n);
+    if (c->masked) {
+        g.a = moe_tensor_3d(a, in, e, c->cap, k);
+        g.sa = moe_tensor_3d(sa, MOE_DTYPE_F32, e, kb, r4);
+        g.d = moe_tensor_3d(d, MOE_DTYPE_BF16, e, c->cap, n);
+    } else {
+        g.a = moe_tensor_2d(a, in, m, k);
+        g.sa = moe_tensor_2d(sa, MOE_DTYPE_F32, kb, r4);
+        g.d = moe_tensor_2d(d, MOE_DTYPE_BF16, m, n);
+    }
+    if (moe_grouped_gemm_workspace_size(ctx, (int32_t)e, &g.ws_bytes) != MOE_OK) {
+        fprintf(stderr, "workspace size: %s\n", moe_last_error());
+        exit(1);
+    }
+    g.ws = g.ws_bytes ? dev_alloc(g.ws_bytes) : NULL;
+
+    double us = time_call(&g);
+    const char *err = us < 0 ? moe_last_error() : NULL;
+
+    char name[96];
+    if (c->t > 0)
+        snprintf(name, sizeof name, "dsv3 %s T=%lld %s", sh->name, (long long)c->t, c->routing);
+    else
+        snprintf(name, sizeof name, "deepgemm %s %dx%lld %s", c->masked ? "masked" : "contig",
+                 (int)e, (long long)(c->masked ? c->cap : c->counts[0]), sh->name);
+    /* bytes that must move once: A (+ scales), active experts' weights (+ scales), D */
+    double bytes = (double)m * k * es + (double)active * n * k * es + (double)m * n * 2;
+    if (fp8) bytes += (double)m * kb * 4 + (double)active * (n / 128) * kb * 4;
+    double flops = 2.0 * m * n * k;
+    double dense = fp8 ? FP8_DENSE_TFLOPS : BF16_DENSE_TFLOPS;
+    double floor_us = fmax(bytes / (read_gbps * 1e3), flops / (dense * 1e6));
+    const char *dt = fp8 ? "fp8" : "bf16";
+
+    if (err) {
+        printf("%-34s %-4s %6lld %4lld  FAILED: %s\n", name, dt, (long long)m, (long long)active,
+               err);
+    } else {
+        printf("%-34s %-4s %6lld %4lld %10.1f %8.1f %8.0f %9.1f %6.1f%%\n", name, dt,
+               (long long)m, (long long)active, us, flops / (us * 1e6), bytes / (us * 1e3),
+               floor_us, 100.0 * floor_us / us);
+    }
+    fflush(stdout);
+
+    append("%s  {\"name\": \"%s\", \"dtype\": \"%s\", \"T\": %lld, \"routing\": \"%s\", "
+           "\"layout\": \"%s\", \"M\": %lld, \"active_experts\": %lld, \"N\": %lld, "
+           "\"K\": %lld, \"bytes\": %.0f, \"flops\": %.0f, \"floor_us\": %.3f, ",
+           first_case ? "" : ",\n", name, dt, (long long)c->t, c->routing,
+           c->masked ? "masked" : "contiguous", (long long)m, (long long)active, (long long)n,
+           (long long)k, bytes, flops, floor_us);
+    if (err) {
+        append("\"us\": null, \"TFLOPs\": null, \"GBps\": null, \"pct_floor\": null, \"error\": ");
+        json_escape_append(err);
+        append(", ");
+    } else {
+        append("\"us\": %.3f, \"TFLOPs\": %.2f, \"GBps\": %.1f, \"pct_floor\": %.2f, ", us,
+               flops / (us * 1e6), bytes / (us * 1e3), 100.0 * floor_us / us);
+    }
+    if (c->masked) append("\"capacity\": %lld, ", (long long)c->cap);
+    append("\"counts\": [");
+    for (int64_t i = 0; i < e; i++) append("%s%d", i ? ", " : "", (int)c->counts[i]);
+    append("]}");
+    first_case = 0;
+    write_json();
+
+    CK(cudaFree(a));
+    if (sa) CK(cudaFree(sa));
+    CK(cudaFree(d));
+    CK(cudaFree(idx));
+    if (g.ws) CK(cudaFree(g.ws));
+}
+
+/* ---------------------------------------------------------------- main */
+
+int main(int argc, char **argv) {
+    json_path = argc > 1 ? argv[1] : "gemm_libmoe.json";
+    moe_context *ctx = NULL;
+    if (moe_context_create(&ctx, MOE_BACKEND_CUDA, 0) != MOE_OK) {
+        fprintf(stderr, "moe_context_create: %s\n", moe_last_error());
+        return 1;
+    }
+    struct cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    CK(cudaEventCreate(&ev0));
+    CK(cudaEventCreate(&ev1));
+
+    double copy_gbps = copy_bandwidth();
+    const char *why = NULL;
+    read_gbps = read_bandwidth(prop.multiProcessorCount, &why);
+    const char *read_source = "grid-stride read kernel over 4 GiB, best of 8";
+    if (why) {
+        fprintf(stderr, "read bandwidth not measured (%s): using %.0f GB/s\n", why,
+                FALLBACK_READ_GBPS);
+        read_gbps = FALLBACK_READ_GBPS;
+        read_source = "docs/ANCHORS.md (the read kernel failed)";
+    }
+    snprintf(header_json, sizeof header_json,
+             "\"gpu\": \"%s\", \"read_GBps\": %.1f, \"read_source\": \"%s\", "
+             "\"copy_GBps\": %.1f, \"fp8_dense_TFLOPs\": %.0f, \"bf16_dense_TFLOPs\": %.0f, "
+             "\"iters\": %d",
+             prop.name, read_gbps, read_source, copy_gbps, FP8_DENSE_TFLOPS, BF16_DENSE_TFLOPS,
+             ITERS);
+    write_json();
+    printf("%s: read %.0f GB/s (%s), copy %.0f GB/s (read + written); floor = max(bytes / "
+           "read, flops / dense %.0f fp8, %.0f bf16 TFLOP/s)\n",
+           prop.name, read_gbps, why ? "fallback" : "measured", copy_gbps, FP8_DENSE_TFLOPS,
+           BF16_DENSE_TFLOPS);
+    printf("%-34s %-4s %6s %4s %10s %8s %8s %9s %7s\n", "case", "type", "M", "act", "us",
+           "TFLOP/s", "GB/s", "floor us", "%floor");
+
+    flush_buf = dev_alloc(FLUSH_BYTES);
+    make_chunks();
+
+    /* routing depends only on (T, skew): drawn once, shared by every dtype and shape */
+    enum { NU = sizeof uniform_tokens / sizeof uniform_tokens[0],
+           NZ = sizeof zipf_tokens / sizeof zipf_tokens[0] };
+    static int32_t uni[NU][EXPERTS], zipf[NZ][EXPERTS];
+    for (int i = 0; i < NU; i++) route_counts(uniform_tokens[i], 0.0, uni[i]);
+    for (int i = 0; i < NZ; i++) route_counts(zipf_tokens[i], ZIPF_SKEW, zipf[i]);
+
+    for (int fp8 = 1; fp8 >= 0; fp8--) {
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+            const shape *sh = &shapes[si];
+            /* weights once per (dtype, shape): up to 15 GB (bf16), shared by every T */
+            size_t es = fp8 ? 1 : 2;
+            void *b = dev_random((size_t)EXPERTS * sh->n * sh->k * es, fp8 ? FILL_E4M3 : FILL_BF16);
+            void *sb = fp8 ? dev_random((size_t)EXPERTS * (sh->n / 128) * (sh->k / 128) * 4,
+                                        FILL_SCALE)
+                           : NULL;
+            for (int i = 0; i < NU; i++) {
+                case_desc c = {"uniform", uniform_tokens[i], 0, EXPERTS, 0, uni[i]};
+                run_case(ctx, fp8, sh, b, sb, &c);
+            }
+            for (int i = 0; i < NZ; i++) {
+                case_desc c = {"zipf1.2", zipf_tokens[i], 0, EXPERTS, 0, zipf[i]};
+                run_case(ctx, fp8, sh, b, sb, &c);
+            }
+            /* DeepGEMM's shapes use the first few experts of the same weights */
+            static const int32_t full8192[4] = {8192, 8192, 8192, 8192};
+            case_desc contig = {"deepgemm", 0, 0, 4, 0, full8192};
+            run_case(ctx, fp8, sh, b, sb, &contig);
+            /* masked: every group full (counts = C), as DeepGEMM's table reports */
+            static const int32_t masked_shapes[3][2] = {{1, 1024}, {2, 512}, {4, 256}};
+            for (int i = 0; i < 3; i++) {
+                int32_t g = masked_shapes[i][0], cap = masked_shapes[i][1];
+                if (si == 1 && g != 4) continue; /* the down shape: DeepGEMM lists 4x256 only */
+                int32_t counts[4] = {cap, cap, cap, cap};
+                case_desc c = {"deepgemm", 0, 1, g, cap, counts};
+                run_case(ctx, fp8, sh, b, sb, &c);
+            }
+            CK(cudaFree(b));
+            if (sb) CK(cudaFree(sb));
+        }
+    }
+    for (int kind = 0; kind < FILL_KINDS; kind++) CK(cudaFree(chunk_dev[kind]));
+    CK(cudaFree(flush_buf));
+    moe_context_destroy(ctx);
+    return 0;
+}

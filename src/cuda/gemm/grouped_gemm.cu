@@ -1,0 +1,706 @@
+/* Hopper grouped GEMM (SPEC 4): FP8 e4m3 with DeepSeek-V3 blockwise scales, and BF16;
+ * contiguous and masked layouts; bf16 or f16 output. One persistent, warp-specialised
+ * kernel per (input dtype, output dtype), sm_90a only.
+ *
+ * Work. A tile is 128 rows of one expert x 128 columns of N (BN = 128 is also the FP8
+ * scale block of N, so a tile has one b_scale per K block). Every CTA reads the offsets
+ * (or masked counts) of all experts from global memory into shared memory, turns them
+ * into row ranges exactly as the CPU reference does (clamped to [0, rows]; an expert's
+ * range starts no earlier than the end of every earlier one, so invalid offsets can
+ * never make two tiles write one row) and into a prefix sum of tiles per expert, then
+ * walks tiles t = blockIdx.x, t + gridDim.x, ...; producer and consumers decode t to
+ * (expert, m tile, n tile) with a binary search over the prefix, so they agree without
+ * talking. The counts never leave the device; experts without rows own no tiles. Inside
+ * an expert the tiles go in groups of 8 n tiles, m before n within a group: CTAs running
+ * at the same time share the same few B (weight) tiles and A row blocks in L2, and for
+ * decode (one m tile) consecutive CTAs walk consecutive weight tiles.
+ *
+ * Pipeline. 384 threads: warpgroup 0 is the producer (one thread issues the TMA loads,
+ * for FP8 a second warp copies the stage's scales; setmaxnreg gives the warpgroup's
+ * registers to the others), warpgroups 1 and 2 are consumers.
+ * Shared memory is a ring of up to 6 stages, each one K block of A (128 rows x 128
+ * bytes) and of B (128 rows x 128 bytes): 128 e4m3 or 64 bf16 per row, so each row is
+ * exactly one 128-byte swizzle row and TMA and wgmma agree on the layout. A stage's
+ * "full" mbarrier completes when its bytes have landed (expect_tx) and, for FP8, its
+ * scales too (cp.async arrivals); its "empty" one when all 8 consumer warps are done
+ * with it. Rows past the end of A, B or an expert's N are
+ * zero-filled by TMA; rows of the next expert inside a contiguous tile are loaded and
+ * computed but never stored.
+ *
+ * Consumers. Each consumer warpgroup owns 64 rows of the tile (wgmma m64n128, K-major
+ * A and B straight from shared memory). FP8: per K block, four k32 wgmmas accumulate
+ * the block's partial sum p in a temporary (the first one with scale-d = 0, so nothing
+ * needs zeroing), then acc = acc + p * (sa * sb) with separately rounded f32 multiply and
+ * add: the CPU reference's order, so the only difference left is the tensor core's
+ * order inside p. BF16: one accumulator over all of K, keeping one wgmma group in flight.
+ * The scales come from shared memory, staged with the tiles: read from global memory in
+ * the main loop, their latency stalled the consumers (half of all stall samples) and
+ * held decode to 1.9 TB/s. Strides cover both scale layouts and the masked layout.
+ *
+ * Small experts (at most 32 rows, i.e. decode) use the same ring with A and B swapped:
+ * the 128 weight rows of the tile become wgmma's M (64 per warpgroup) and the expert's
+ * rows become N = 32, loaded through a second tensor map whose box is 32 rows. This
+ * quarters the tensor-core work and the A traffic of a tile that is memory-bound on its
+ * weights anyway. The choice is per expert, made on the device in the same launch.
+ *
+ * Epilogue. Results are rounded once (cvt.rn) and stored straight from registers as
+ * pairs of columns (4 bytes), only for rows the expert owns and columns < N; D's row
+ * stride may exceed N. No workspace, no allocation, no host synchronisation: the launch
+ * can be captured in a CUDA graph. Tensor maps are encoded on the host per call through
+ * the driver entry point the runtime hands out, so the library does not link libcuda. */
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <string.h>
+
+#include "../common.cuh"
+#include "gemm.h"
+#include "ptx.cuh"
+
+#define GEMM_BM 128            /* rows of a tile: two consumer warpgroups of 64 */
+#define GEMM_BN 128            /* columns of a tile; the FP8 scale block of N */
+#define GEMM_ROW_BYTES 128     /* one shared-memory row of a K block (128B swizzle) */
+#define GEMM_SMALL 32          /* experts with at most this many rows use swapped tiles */
+#define GEMM_TILE_BYTES (GEMM_BM * GEMM_ROW_BYTES) /* 16 KiB */
+#define GEMM_STAGE_BYTES (2 * GEMM_TILE_BYTES)     /* A and B of one K block */
+#define GEMM_MAX_STAGES 6
+#define GEMM_THREADS 384
+#define GEMM_CONSUMER_WARPS 8
+#define GEMM_GROUP_N 8         /* n tiles per raster group */
+#define GEMM_SCALE_BLOCK 128
+/* FP8 scales of one stage in shared memory: 128 A scales (one per tile row) and the
+ * tile's b_scale at [128]; 136 floats keep every stage's block 16-byte aligned. */
+#define GEMM_SCALE_FLOATS 136
+#define GEMM_SCALE_BYTES (GEMM_SCALE_FLOATS * 4)
+
+/* Registers after setmaxnreg: 56 for the producer warpgroup (its two active warps spill
+ * below that), 224 for each consumer one (56 + 2 * 224 = 504 per lane position, within
+ * the 512 of 64K registers / 128). */
+#define GEMM_PRODUCER_REGS 56
+#define GEMM_CONSUMER_REGS 224
+
+typedef struct gemm_params {
+    const int32_t *bounds; /* offsets [E+1], or counts [E] when masked */
+    int32_t experts;
+    int32_t masked;
+    int32_t rows;          /* R, or C when masked */
+    int32_t n;
+    int32_t n_tiles;
+    int32_t k_blocks;      /* stages per tile: K / 128 (FP8) or ceil(K / 64) (BF16) */
+    int32_t stages;
+    const float *sa;       /* FP8 A scales: (expert, row, K block) at sa_e, sa_r, sa_k */
+    int64_t sa_e, sa_r, sa_k;
+    const float *sb;       /* FP8 B scales [E, N/128, K/128] */
+    int64_t sb_e, sb_n, sb_k;
+    void *d;               /* (expert, row) at d_e, d_r elements */
+    int64_t d_e, d_r;
+} gemm_params;
+
+/* Where a tile lies. */
+typedef struct gemm_tile {
+    int32_t e;
+    int32_t swapped; /* small expert: weights are wgmma's M */
+    int32_t row;     /* first row: of A's row dimension, and of D's */
+    int32_t rows;    /* rows of the tile the expert owns, 1..128 */
+    int32_t n0;
+} gemm_tile;
+
+/* The shared-memory carve-up, 1024-byte aligned for the 128-byte swizzle. */
+typedef struct gemm_smem {
+    uint32_t ring;     /* shared address of stage 0 */
+    uint32_t full, empty; /* shared addresses of the barrier arrays */
+    uint32_t scales;   /* shared address of the per-stage FP8 scales */
+    const float *scale; /* the same, for the consumers' reads */
+    int32_t *prefix;   /* [E+1] tiles before expert e */
+    int32_t *start;    /* [E] first row of expert e (in A's row dimension) */
+    int32_t *count;    /* [E] rows of expert e */
+} gemm_smem;
+
+static __device__ __forceinline__ uint32_t stage_a(const gemm_smem &s, int stage) {
+    return s.ring + (uint32_t)stage * GEMM_STAGE_BYTES;
+}
+static __device__ __forceinline__ uint32_t stage_b(const gemm_smem &s, int stage) {
+    return stage_a(s, stage) + GEMM_TILE_BYTES;
+}
+
+static __device__ __forceinline__ int32_t tiles_of(int32_t count, int32_t n_tiles) {
+    if (count <= 0) return 0;
+    int32_t m_tiles = count <= GEMM_SMALL ? 1 : (count + GEMM_BM - 1) / GEMM_BM;
+    return m_tiles * n_tiles;
+}
+
+/* Rows and tile prefix of every expert into shared memory; ends with a barrier. The
+ * serial part runs on one warp, each lane over a contiguous segment of experts: the
+ * contiguous layout's "claimed" (the furthest end of any earlier expert) is a prefix
+ * maximum, the tile prefix a prefix sum, both taken across lanes with shuffles. */
+static __device__ void build_table(const gemm_params &p, const gemm_smem &s) {
+    int32_t experts = p.experts;
+    for (int32_t e = threadIdx.x; e < experts; e += blockDim.x) {
+        if (p.masked) {
+            s.start[e] = 0;
+            s.count[e] = min(max(__ldg(p.bounds + e), 0), p.rows);
+        } else {
+            /* start = clamped offsets[e]; count holds the clamped end until the scan */
+            s.start[e] = min(max(__ldg(p.bounds + e), 0), p.rows);
+            s.count[e] = min(max(__ldg(p.bounds + e + 1), 0), p.rows);
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        int32_t lane = threadIdx.x;
+        int32_t per = (experts + 31) / 32;
+        int32_t beg = min(lane * per, experts), end = min(beg + per, experts);
+        if (!p.masked) {
+            int32_t seg_end = 0;
+            for (int32_t e = beg; e < end; e++) seg_end = max(seg_end, s.count[e]);
+            int32_t incl = seg_end;
+            for (int o = 1; o < 32; o <<= 1) {
+                int32_t v = __shfl_up_sync(0xffffffffu, incl, o);
+                if (lane >= o) incl = max(incl, v);
+            }
+            int32_t claimed = __shfl_up_sync(0xffffffffu, incl, 1);
+            if (lane == 0) claimed = 0;
+            for (int32_t e = beg; e < end; e++) {
+                int32_t lo = max(s.start[e], claimed), hi = s.count[e];
+                s.start[e] = lo;
+                s.count[e] = max(hi - lo, 0);
+                claimed = max(claimed, hi);
+            }
+        }
+        int32_t seg_tiles = 0;
+        for (int32_t e = beg; e < end; e++) seg_tiles += tiles_of(s.count[e], p.n_tiles);
+        int32_t incl = seg_tiles;
+        for (int o = 1; o < 32; o <<= 1) {
+            int32_t v = __shfl_up_sync(0xffffffffu, incl, o);
+            if (lane >= o) incl += v;
+        }
+        int32_t before = incl - seg_tiles;
+        for (int32_t e = beg; e < end; e++) {
+            s.prefix[e] = before;
+            before += tiles_of(s.count[e], p.n_tiles);
+        }
+        if (lane == 31) s.prefix[experts] = incl;
+    }
+    __syncthreads();
+}
+
+/* Tile t (< prefix[E]) to its expert, rows and columns. */
+static __device__ __forceinline__ gemm_tile find_tile(const gemm_params &p,
+                                                      const gemm_smem &s, int32_t t) {
+    /* the last expert whose prefix is <= t: experts without tiles share their
+     * successor's prefix and are skipped by taking the last */
+    int32_t lo = 0, hi = p.experts - 1;
+    while (lo < hi) {
+        int32_t mid = (lo + hi + 1) >> 1;
+        if (s.prefix[mid] <= t) lo = mid;
+        else hi = mid - 1;
+    }
+    gemm_tile g;
+    int32_t count = s.count[lo];
+    int32_t local = t - s.prefix[lo];
+    int32_t m_tiles = count <= GEMM_SMALL ? 1 : (count + GEMM_BM - 1) / GEMM_BM;
+    int32_t group = GEMM_GROUP_N * m_tiles;
+    int32_t gi = local / group, rem = local - gi * group;
+    int32_t width = min(GEMM_GROUP_N, p.n_tiles - gi * GEMM_GROUP_N);
+    int32_t m = rem / width, n = gi * GEMM_GROUP_N + (rem - m * width);
+    g.e = lo;
+    g.swapped = count <= GEMM_SMALL;
+    g.row = s.start[lo] + m * GEMM_BM;
+    g.rows = min(count - m * GEMM_BM, GEMM_BM);
+    g.n0 = n * GEMM_BN;
+    return g;
+}
+
+/* ---------------------------------------------------------------- producer */
+
+template <bool FP8>
+static __device__ void produce(const gemm_params &p, const gemm_smem &s, const CUtensorMap *map_a,
+                               const CUtensorMap *map_a_small, const CUtensorMap *map_b) {
+    const int32_t k_step = FP8 ? GEMM_ROW_BYTES : GEMM_ROW_BYTES / 2;
+    int32_t total = s.prefix[p.experts];
+    int stage = 0;
+    uint32_t phase = 0;
+    for (int32_t t = blockIdx.x; t < total; t += gridDim.x) {
+        gemm_tile g = find_tile(p, s, t);
+        const CUtensorMap *ma = g.swapped ? map_a_small : map_a;
+        uint32_t bytes = GEMM_TILE_BYTES + (g.swapped ? GEMM_SMALL * GEMM_ROW_BYTES
+                                                      : GEMM_TILE_BYTES);
+        int32_t a_e = p.masked ? g.e : 0;
+        for (int32_t kb = 0; kb < p.k_blocks; kb++) {
+            uint32_t full = s.full + 8u * stage, empty = s.empty + 8u * stage;
+            mbar_wait(empty, phase ^ 1u);
+            mbar_arrive_expect_tx(full, bytes);
+            tma_load_3d(stage_a(s, stage), ma, full, kb * k_step, g.row, a_e);
+            tma_load_3d(stage_b(s, stage), map_b, full, kb * k_step, g.n0, g.e);
+            if (++stage == p.stages) {
+                stage = 0;
+                phase ^= 1u;
+            }
+        }
+    }
+}
+
+/* The FP8 scales of every stage, by warp 1 of the producer warpgroup: per stage, the
+ * tile's 128 A scales (0 for rows the expert does not own, so the layout's padding and
+ * rows past the tensor are never read) and its b_scale, copied with cp.async, whose
+ * completion is one of the stage's "full" arrivals per lane. The consumers thus find the
+ * scales in shared memory with the tiles and never wait on global memory. */
+static __device__ void produce_scales(const gemm_params &p, const gemm_smem &s) {
+    int lane = threadIdx.x & 31;
+    int32_t total = s.prefix[p.experts];
+    int stage = 0;
+    uint32_t phase = 0;
+    for (int32_t t = blockIdx.x; t < total; t += gridDim.x) {
+        gemm_tile g = find_tile(p, s, t);
+        int64_t a_e = p.masked ? g.e : 0;
+        const float *sa = p.sa + a_e * p.sa_e + (int64_t)g.row * p.sa_r;
+        const float *sb = p.sb + g.e * p.sb_e + (int64_t)(g.n0 / GEMM_SCALE_BLOCK) * p.sb_n;
+        for (int32_t kb = 0; kb < p.k_blocks; kb++) {
+            uint32_t dst = s.scales + (uint32_t)stage * GEMM_SCALE_BYTES;
+            mbar_wait(s.empty + 8u * stage, phase ^ 1u);
+#pragma unroll
+            for (int j = 0; j < GEMM_BM / 32; j++) {
+                int32_t r = lane + 32 * j;
+                bool ok = r < g.rows;
+                const float *src = ok ? sa + (int64_t)r * p.sa_r + (int64_t)kb * p.sa_k : p.sa;
+                cp_async_4(dst + 4u * r, src, ok ? 4u : 0u);
+            }
+            if (lane == 0) cp_async_4(dst + 4u * GEMM_BM, sb + (int64_t)kb * p.sb_k, 4u);
+            cp_async_arrive(s.full + 8u * stage);
+            if (++stage == p.stages) {
+                stage = 0;
+                phase ^= 1u;
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- consumers */
+
+/* Two outputs rounded once and packed, the lower column in the low half. */
+template <moe_dtype OUT> static __device__ __forceinline__ uint32_t pack2(float lo, float hi);
+template <> __device__ __forceinline__ uint32_t pack2<MOE_DTYPE_BF16>(float lo, float hi) {
+    uint32_t r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+template <> __device__ __forceinline__ uint32_t pack2<MOE_DTYPE_F16>(float lo, float hi) {
+    uint32_t r;
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+static __device__ __forceinline__ void next_stage(int &stage, uint32_t &phase, int stages) {
+    if (++stage == stages) {
+        stage = 0;
+        phase ^= 1u;
+    }
+}
+
+/* One warp is done reading a stage. wgmma has finished (waited) in every lane first. */
+static __device__ __forceinline__ void release(const gemm_smem &s, int stage) {
+    __syncwarp();
+    if ((threadIdx.x & 31) == 0) mbar_arrive(s.empty + 8u * stage);
+}
+
+/* A regular tile: this warpgroup's 64 rows x 128 columns. */
+template <bool FP8, moe_dtype OUT>
+static __device__ void consume_tile(const gemm_params &p, const gemm_smem &s, const gemm_tile &g,
+                                    int wg, int &stage, uint32_t &phase) {
+    int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3;
+    int32_t r_lo = 64 * wg + 16 * warp + (lane >> 2), r_hi = r_lo + 8;
+    bool v_lo = r_lo < g.rows, v_hi = r_hi < g.rows;
+    int64_t a_e = p.masked ? g.e : 0;
+    float acc[64];
+#pragma unroll
+    for (int i = 0; i < 64; i++) acc[i] = 0.0f;
+
+    if constexpr (FP8) {
+        float part[64];
+        for (int32_t kb = 0; kb < p.k_blocks; kb++) {
+            mbar_wait(s.full + 8u * stage, phase);
+            /* read before the stage is released: the scale warp refills it after */
+            const float *sc = s.scale + stage * GEMM_SCALE_FLOATS;
+            float a_lo = sc[r_lo], a_hi = sc[r_hi], b = sc[GEMM_BM];
+            uint64_t da = wgmma_desc(stage_a(s, stage) + (uint32_t)wg * 64 * GEMM_ROW_BYTES);
+            uint64_t db = wgmma_desc(stage_b(s, stage));
+            reg_fence(part);
+            wgmma_fence();
+#pragma unroll
+            for (int k = 0; k < 4; k++) wgmma_fp8_n128(part, da + 2 * k, db + 2 * k, k);
+            wgmma_commit();
+            wgmma_wait_all();
+            reg_fence(part);
+            release(s, stage);
+            next_stage(stage, phase, p.stages);
+            float s_lo = __fmul_rn(a_lo, b), s_hi = __fmul_rn(a_hi, b);
+#pragma unroll
+            for (int i = 0; i < 64; i++)
+                acc[i] = __fadd_rn(acc[i], __fmul_rn(part[i], (i & 2) ? s_hi : s_lo));
+        }
+    } else {
+        /* one wgmma group stays in flight: the stage of K block kb - 1 is released once
+         * block kb has been issued and kb - 1 has completed */
+        int prev = -1;
+        for (int32_t kb = 0; kb < p.k_blocks; kb++) {
+            mbar_wait(s.full + 8u * stage, phase);
+            uint64_t da = wgmma_desc(stage_a(s, stage) + (uint32_t)wg * 64 * GEMM_ROW_BYTES);
+            uint64_t db = wgmma_desc(stage_b(s, stage));
+            reg_fence(acc);
+            wgmma_fence();
+#pragma unroll
+            for (int k = 0; k < 4; k++) wgmma_bf16_n128(acc, da + 2 * k, db + 2 * k, 1);
+            wgmma_commit();
+            asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
+            if (prev >= 0) release(s, prev);
+            prev = stage;
+            next_stage(stage, phase, p.stages);
+        }
+        wgmma_wait_all();
+        reg_fence(acc);
+        if (prev >= 0) release(s, prev);
+    }
+
+    uint16_t *d = (uint16_t *)p.d + a_e * p.d_e + (int64_t)g.row * p.d_r;
+    uint16_t *d_lo = d + (int64_t)r_lo * p.d_r, *d_hi = d + (int64_t)r_hi * p.d_r;
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+        int32_t col = g.n0 + 8 * j + 2 * (lane & 3);
+        if (col < p.n) { /* N is a multiple of 8, so col + 1 < N too */
+            if (v_lo) *(uint32_t *)(d_lo + col) = pack2<OUT>(acc[4 * j], acc[4 * j + 1]);
+            if (v_hi) *(uint32_t *)(d_hi + col) = pack2<OUT>(acc[4 * j + 2], acc[4 * j + 3]);
+        }
+    }
+}
+
+/* A swapped tile (expert of at most 32 rows): this warpgroup's 64 weight rows x the
+ * expert's rows as wgmma's N = 32. Element i of the fragment is weight row
+ * 64 wg + 16 warp + lane/4 + 8 ((i/2)%2) and expert row 8 (i/4) + 2 (lane%4) + i%2. */
+template <bool FP8, moe_dtype OUT>
+static __device__ void consume_small(const gemm_params &p, const gemm_smem &s, const gemm_tile &g,
+                                     int wg, int &stage, uint32_t &phase) {
+    int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3;
+    int64_t a_e = p.masked ? g.e : 0;
+    float acc[16];
+#pragma unroll
+    for (int i = 0; i < 16; i++) acc[i] = 0.0f;
+
+    if constexpr (FP8) {
+        float part[16];
+        for (int32_t kb = 0; kb < p.k_blocks; kb++) {
+            mbar_wait(s.full + 8u * stage, phase);
+            /* expert row of slot q = 2 (i/4) + i%2 is 8 (q/2) + 2 (lane%4) + q%2; read
+             * before the stage is released */
+            const float *sc = s.scale + stage * GEMM_SCALE_FLOATS;
+            float a[8], b = sc[GEMM_BM];
+#pragma unroll
+            for (int q = 0; q < 8; q++) a[q] = sc[8 * (q >> 1) + 2 * (lane & 3) + (q & 1)];
+            uint64_t da = wgmma_desc(stage_b(s, stage) + (uint32_t)wg * 64 * GEMM_ROW_BYTES);
+            uint64_t db = wgmma_desc(stage_a(s, stage));
+            reg_fence(part);
+            wgmma_fence();
+#pragma unroll
+            for (int k = 0; k < 4; k++) wgmma_fp8_n32(part, da + 2 * k, db + 2 * k, k);
+            wgmma_commit();
+            wgmma_wait_all();
+            reg_fence(part);
+            release(s, stage);
+            next_stage(stage, phase, p.stages);
+#pragma unroll
+            for (int i = 0; i < 16; i++) {
+                float sc = __fmul_rn(a[2 * (i >> 2) + (i & 1)], b);
+                acc[i] = __fadd_rn(acc[i], __fmul_rn(part[i], sc));
+            }
+        }
+    } else {
+        for (int32_t kb = 0; kb < p.k_blocks; kb++) {
+            mbar_wait(s.full + 8u * stage, phase);
+            uint64_t da = wgmma_desc(stage_b(s, stage) + (uint32_t)wg * 64 * GEMM_ROW_BYTES);
+            uint64_t db = wgmma_desc(stage_a(s, stage));
+            reg_fence(acc);
+            wgmma_fence();
+#pragma unroll
+            for (int k = 0; k < 4; k++) wgmma_bf16_n32(acc, da + 2 * k, db + 2 * k, 1);
+            wgmma_commit();
+            wgmma_wait_all();
+            reg_fence(acc);
+            release(s, stage);
+            next_stage(stage, phase, p.stages);
+        }
+    }
+
+    /* D[row][n] with n = the weight row: lanes l and l ^ 4 hold weight rows w and w + 1
+     * for the same expert rows, so one shuffle gives each lane two adjacent columns of
+     * one row: the lane of even lane/4 keeps expert row c (slot i), the odd one c + 1
+     * (slot i + 1). */
+    int32_t wrow = 64 * wg + 16 * warp + (lane >> 2);
+    bool odd = (lane >> 2) & 1;
+    uint16_t *d = (uint16_t *)p.d + a_e * p.d_e + (int64_t)g.row * p.d_r;
+#pragma unroll
+    for (int i = 0; i < 16; i += 2) {
+        float give = odd ? acc[i] : acc[i + 1];
+        float got = __shfl_xor_sync(0xffffffffu, give, 4);
+        int32_t n = g.n0 + wrow + 8 * ((i >> 1) & 1) - (odd ? 1 : 0);
+        int32_t r = 8 * (i >> 2) + 2 * (lane & 3) + (odd ? 1 : 0);
+        float lo = odd ? got : acc[i], hi = odd ? acc[i + 1] : got;
+        if (r < g.rows && n < p.n) *(uint32_t *)(d + (int64_t)r * p.d_r + n) = pack2<OUT>(lo, hi);
+    }
+}
+
+template <bool FP8, moe_dtype OUT>
+__global__ void __launch_bounds__(GEMM_THREADS, 1)
+    grouped_gemm_kernel(const __grid_constant__ CUtensorMap map_a,
+                        const __grid_constant__ CUtensorMap map_a_small,
+                        const __grid_constant__ CUtensorMap map_b, const gemm_params p) {
+    extern __shared__ uint8_t smem_raw[];
+    uint32_t raw = smem_u32(smem_raw);
+    uint32_t pad = ((raw + 1023u) & ~1023u) - raw;
+    uint8_t *base = smem_raw + pad;
+    gemm_smem s;
+    s.ring = raw + pad;
+    s.full = s.ring + (uint32_t)p.stages * GEMM_STAGE_BYTES;
+    s.empty = s.full + 8u * (uint32_t)p.stages;
+    s.scales = s.empty + 8u * (uint32_t)p.stages;
+    s.scale = (const float *)(base + (size_t)p.stages * (GEMM_STAGE_BYTES + 16));
+    s.prefix = (int32_t *)(base + (size_t)p.stages * (GEMM_STAGE_BYTES + 16 + GEMM_SCALE_BYTES));
+    s.start = s.prefix + p.experts + 1;
+    s.count = s.start + p.experts;
+
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < p.stages; i++) {
+            /* FP8: the TMA thread's expect_tx arrival and one per scale-warp lane */
+            mbar_init(s.full + 8u * i, FP8 ? 33 : 1);
+            mbar_init(s.empty + 8u * i, GEMM_CONSUMER_WARPS);
+        }
+        mbar_init_fence();
+        if (p.k_blocks > 0) {
+            tma_prefetch_map(&map_a);
+            tma_prefetch_map(&map_a_small);
+            tma_prefetch_map(&map_b);
+        }
+    }
+    build_table(p, s); /* ends with __syncthreads: barriers and table are ready */
+
+    int wg = threadIdx.x / 128;
+    if (wg == 0) {
+        regs_shrink<GEMM_PRODUCER_REGS>();
+        if (threadIdx.x == 0) produce<FP8>(p, s, &map_a, &map_a_small, &map_b);
+        else if (FP8 && threadIdx.x / 32 == 1) produce_scales(p, s);
+    } else {
+        regs_grow<GEMM_CONSUMER_REGS>();
+        int32_t total = s.prefix[p.experts];
+        int stage = 0;
+        uint32_t phase = 0;
+        for (int32_t t = blockIdx.x; t < total; t += gridDim.x) {
+            gemm_tile g = find_tile(p, s, t);
+            if (g.swapped) consume_small<FP8, OUT>(p, s, g, wg - 1, stage, phase);
+            else consume_tile<FP8, OUT>(p, s, g, wg - 1, stage, phase);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- host */
+
+static int aligned16(int64_t v) { return v % 16 == 0; }
+
+/* The op's TMA needs: 16-byte aligned bases and row strides. */
+static moe_status check_tma(const char *op, const moe_tensor *t, const char *name) {
+    int64_t es = (int64_t)moe_dtype_size(t->dtype);
+    if (((uintptr_t)t->data % 16) != 0)
+        return moe_fail(MOE_ERR_INVALID_ARGUMENT,
+                        "%s: %s.data must be 16-byte aligned on the CUDA backend (TMA loads)",
+                        op, name);
+    for (int dim = 0; dim + 1 < t->rank; dim++)
+        if (!aligned16(t->stride[dim] * es))
+            return moe_fail(MOE_ERR_INVALID_ARGUMENT,
+                            "%s: %s.stride[%d] (%lld elements) must be a multiple of 16 bytes "
+                            "on the CUDA backend (TMA loads)",
+                            op, name, dim, (long long)t->stride[dim]);
+    return MOE_OK;
+}
+
+typedef CUresult (*encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *,
+                              const cuuint64_t *, const cuuint64_t *, const cuuint32_t *,
+                              const cuuint32_t *, CUtensorMapInterleave, CUtensorMapSwizzle,
+                              CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+/* A 3-D map over (K, rows, outer) with a box of (128 bytes of K, box_rows, 1), 128-byte
+ * swizzle and zero fill outside the tensor. */
+static moe_status encode_3d(const char *op, encode_fn encode, CUtensorMap *map, int fp8,
+                            void *data, int64_t k, int64_t rows, int64_t outer,
+                            int64_t row_bytes, int64_t outer_bytes, uint32_t box_rows,
+                            const char *name) {
+    cuuint64_t dims[3] = {(cuuint64_t)k, (cuuint64_t)rows, (cuuint64_t)outer};
+    cuuint64_t strides[2] = {(cuuint64_t)row_bytes, (cuuint64_t)outer_bytes};
+    cuuint32_t box[3] = {(cuuint32_t)(fp8 ? GEMM_ROW_BYTES : GEMM_ROW_BYTES / 2), box_rows, 1};
+    cuuint32_t elem[3] = {1, 1, 1};
+    CUresult r = encode(map, fp8 ? CU_TENSOR_MAP_DATA_TYPE_UINT8 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+                        3, data, dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                        CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS)
+        return moe_fail(MOE_ERR_BACKEND, "%s: cuTensorMapEncodeTiled for %s failed (CUresult %d)",
+                        op, name, (int)r);
+    return MOE_OK;
+}
+
+template <bool FP8, moe_dtype OUT>
+static moe_status launch(const char *op, const CUtensorMap *ma, const CUtensorMap *mas,
+                         const CUtensorMap *mb, const gemm_params *p, unsigned grid,
+                         size_t smem, cudaStream_t stream) {
+    cudaError_t e = cudaFuncSetAttribute(grouped_gemm_kernel<FP8, OUT>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess)
+        return moe_fail(MOE_ERR_BACKEND, "%s: cudaFuncSetAttribute: %s", op, cudaGetErrorString(e));
+    grouped_gemm_kernel<FP8, OUT><<<grid, GEMM_THREADS, smem, stream>>>(*ma, *mas, *mb, *p);
+    return moe_cuda_launch_status(op);
+}
+
+static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
+                      const moe_tensor *a_scales, moe_scale_layout a_layout, const moe_tensor *b,
+                      const moe_tensor *b_scales, const moe_tensor *bounds, moe_tensor *d,
+                      void *stream) {
+    const char *op = masked ? "moe_grouped_gemm_masked" : "moe_grouped_gemm";
+    MOE_TRY(moe_cuda_use_device(ctx));
+    const moe_cuda_state *st = (const moe_cuda_state *)ctx->state;
+    if (st->cc_major != 9)
+        return moe_fail(MOE_ERR_UNSUPPORTED,
+                        "%s: the CUDA grouped GEMM needs a Hopper GPU (sm_90a); device %d is "
+                        "sm_%d%d",
+                        op, ctx->device, st->cc_major, st->cc_minor);
+    int fp8 = a->dtype == MOE_DTYPE_E4M3;
+    int64_t experts = b->shape[0], n = b->shape[1], k = b->shape[2];
+    int lead = masked ? 1 : 0;
+    int64_t rows = a->shape[lead];
+    if (rows == 0 || n == 0) return MOE_OK; /* nothing to write */
+
+    if (k > 0) { /* with K = 0 nothing is loaded */
+        MOE_TRY(check_tma(op, a, "a"));
+        MOE_TRY(check_tma(op, b, "b"));
+    }
+    if ((uintptr_t)d->data % 4 != 0 || d->stride[lead] % 2 != 0)
+        return moe_fail(MOE_ERR_INVALID_ARGUMENT,
+                        "%s: d.data must be 4-byte aligned and d's row stride (%lld) even on "
+                        "the CUDA backend (outputs are stored in pairs)",
+                        op, (long long)d->stride[lead]);
+    if (masked && d->stride[0] % 2 != 0)
+        return moe_fail(MOE_ERR_INVALID_ARGUMENT,
+                        "%s: d.stride[0] (%lld) must be even on the CUDA backend", op,
+                        (long long)d->stride[0]);
+
+    int64_t n_tiles = (n + GEMM_BN - 1) / GEMM_BN;
+    int64_t m_bound = masked ? experts * ((rows + GEMM_BM - 1) / GEMM_BM)
+                             : (rows + GEMM_BM - 1) / GEMM_BM + experts;
+    if (rows > INT32_MAX - 2 * GEMM_BM || n > INT32_MAX - GEMM_BN || k > INT32_MAX ||
+        m_bound > INT32_MAX / n_tiles)
+        return moe_fail(MOE_ERR_UNSUPPORTED,
+                        "%s: the problem is too large for the CUDA kernel's 32-bit tile indices",
+                        op);
+
+    /* shared memory: the stage ring, 2 barriers and the scales per stage, the expert table */
+    size_t table = (size_t)(3 * experts + 1) * sizeof(int32_t);
+    size_t fixed = 1024 /* alignment slack */ + (16 + GEMM_SCALE_BYTES) * GEMM_MAX_STAGES + table;
+    int64_t stages = st->smem_optin > fixed ? (int64_t)((st->smem_optin - fixed) / GEMM_STAGE_BYTES)
+                                            : 0;
+    if (stages > GEMM_MAX_STAGES) stages = GEMM_MAX_STAGES;
+    if (stages < 2)
+        return moe_fail(MOE_ERR_UNSUPPORTED,
+                        "%s: %lld experts do not fit the CUDA kernel's shared-memory table", op,
+                        (long long)experts);
+    size_t smem = 1024 + (size_t)stages * (GEMM_STAGE_BYTES + 16 + GEMM_SCALE_BYTES) + table;
+
+    int64_t es = (int64_t)moe_dtype_size(a->dtype);
+    gemm_params p;
+    memset(&p, 0, sizeof p);
+    p.bounds = (const int32_t *)bounds->data;
+    p.experts = (int32_t)experts;
+    p.masked = masked;
+    p.rows = (int32_t)rows;
+    p.n = (int32_t)n;
+    p.n_tiles = (int32_t)n_tiles;
+    p.k_blocks = (int32_t)(fp8 ? k / GEMM_SCALE_BLOCK : (k + 63) / 64);
+    p.stages = (int32_t)stages;
+    if (fp8) {
+        int row_dim = lead + (a_layout == MOE_SCALES_ROW_MAJOR ? 0 : 1);
+        int blk_dim = lead + (a_layout == MOE_SCALES_ROW_MAJOR ? 1 : 0);
+        p.sa = (const float *)a_scales->data;
+        p.sa_e = masked ? a_scales->stride[0] : 0;
+        p.sa_r = a_scales->stride[row_dim];
+        p.sa_k = a_scales->stride[blk_dim];
+        p.sb = (const float *)b_scales->data;
+        p.sb_e = b_scales->stride[0];
+        p.sb_n = b_scales->stride[1];
+        p.sb_k = b_scales->stride[2];
+    }
+    p.d = d->data;
+    p.d_e = masked ? d->stride[0] : 0;
+    p.d_r = d->stride[lead];
+
+    CUtensorMap map_a, map_a_small, map_b;
+    memset(&map_a, 0, sizeof map_a);
+    memset(&map_a_small, 0, sizeof map_a_small);
+    memset(&map_b, 0, sizeof map_b);
+    if (k > 0) {
+        void *fn = NULL;
+        cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+        cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000,
+                                                         cudaEnableDefault, &q);
+        if (e != cudaSuccess || q != cudaDriverEntryPointSuccess || !fn)
+            return moe_fail(MOE_ERR_BACKEND, "%s: the driver has no cuTensorMapEncodeTiled (%s)",
+                            op, cudaGetErrorString(e));
+        encode_fn encode = (encode_fn)fn;
+        int64_t a_row = a->stride[lead] * es;
+        int64_t a_outer = masked ? a->stride[0] * es : rows * a_row;
+        int64_t a_count = masked ? experts : 1;
+        MOE_TRY(encode_3d(op, encode, &map_a, fp8, a->data, k, rows, a_count, a_row, a_outer,
+                          GEMM_BM, "a"));
+        MOE_TRY(encode_3d(op, encode, &map_a_small, fp8, a->data, k, rows, a_count, a_row,
+                          a_outer, GEMM_SMALL, "a"));
+        MOE_TRY(encode_3d(op, encode, &map_b, fp8, b->data, k, n, experts, b->stride[1] * es,
+                          b->stride[0] * es, GEMM_BN, "b"));
+    }
+
+    int64_t bound = m_bound * n_tiles;
+    unsigned grid = (unsigned)(bound < st->sm_count ? bound : st->sm_count);
+    if (grid < 1) grid = 1;
+    cudaStream_t s = moe_cuda_stream(stream);
+    if (fp8) {
+        if (d->dtype == MOE_DTYPE_BF16)
+            return launch<true, MOE_DTYPE_BF16>(op, &map_a, &map_a_small, &map_b, &p, grid, smem, s);
+        return launch<true, MOE_DTYPE_F16>(op, &map_a, &map_a_small, &map_b, &p, grid, smem, s);
+    }
+    if (d->dtype == MOE_DTYPE_BF16)
+        return launch<false, MOE_DTYPE_BF16>(op, &map_a, &map_a_small, &map_b, &p, grid, smem, s);
+    return launch<false, MOE_DTYPE_F16>(op, &map_a, &map_a_small, &map_b, &p, grid, smem, s);
+}
+
+extern "C" moe_status moe_cuda_grouped_gemm_workspace_size(moe_context *ctx, int32_t num_experts,
+                                                           size_t *bytes) {
+    (void)ctx;
+    (void)num_experts;
+    *bytes = 0;
+    return MOE_OK;
+}
+
+extern "C" moe_status moe_cuda_grouped_gemm(moe_context *ctx, const moe_tensor *a,
+                                            const moe_tensor *a_scales, moe_scale_layout a_layout,
+                                            const moe_tensor *b, const moe_tensor *b_scales,
+                                            const moe_tensor *offsets, moe_tensor *d,
+                                            void *workspace, size_t workspace_bytes,
+                                            void *stream) {
+    (void)workspace;
+    (void)workspace_bytes;
+    return run(ctx, 0, a, a_scales, a_layout, b, b_scales, offsets, d, stream);
+}
+
+extern "C" moe_status moe_cuda_grouped_gemm_masked(moe_context *ctx, const moe_tensor *a,
+                                                   const moe_tensor *a_scales,
+                                                   moe_scale_layout a_layout,
+                                                   const moe_tensor *b,
+                                                   const moe_tensor *b_scales,
+                                                   const moe_tensor *counts, moe_tensor *d,
+                                                   void *workspace, size_t workspace_bytes,
+                                                   void *stream) {
+    (void)workspace;
+    (void)workspace_bytes;
+    return run(ctx, 1, a, a_scales, a_layout, b, b_scales, counts, d, stream);
+}

@@ -1,0 +1,365 @@
+/* The CUDA grouped GEMM (SPEC 4) against the CPU backend on the same random inputs.
+ *
+ * The CPU op rounds once from an f32 sum in a documented order; the GPU sums each K block
+ * on the tensor core in its own order, so the two f32 results differ by about K * 2^-24
+ * relative (more inside an FP8 block, whose tensor-core sum keeps fewer bits) and the
+ * rounded outputs now and then by one unit in the last place: far inside SPEC 4's
+ * ||D - ref|| / ||ref|| <= 2e-3 (bf16) and 5e-4 (f16), which is what is checked. The CPU
+ * output also says which elements must be written: every element it leaves poisoned
+ * (rows of no expert, D's row padding, a spare row after a contiguous D) must still be
+ * poisoned on the GPU, and every element it writes must be written and finite.
+ *
+ * Shapes: E from 1 to 256 with 0..1024 rows per expert (uniform and skewed, zeros and
+ * ones), N and K in {128, 256, 512}, DeepSeek-V3's gate_up (N=4096, K=7168) and down
+ * (N=7168, K=2048) with a few rows per expert, both A-scale layouts, D rows longer than
+ * N, bf16 and f16 output, the masked layout with counts above C, negative and zero, and
+ * BF16 inputs with N and K that are not multiples of the kernel's tiles (and K = 0). The
+ * CPU side stays under about 2 GFLOP in total. */
+#include <math.h>
+#include <string.h>
+
+#include "../src/common/formats.h"
+#include "harness.h"
+
+#define BLOCK 128
+
+/* ------------------------------------------------------------------ one problem */
+
+typedef struct gproblem {
+    int fp8, masked;
+    int64_t experts, n, k, rows; /* rows: R, or C when masked */
+    int64_t total;               /* rows of D counted flat: R, or E * C */
+    moe_tensor a, b, sb, sa_row, sa_col, bounds; /* host */
+    moe_tensor da, db, dsb, dsa_row, dsa_col, dbounds; /* device copies */
+    moe_tensor ref[2];           /* CPU result, bf16 and f16, rows n wide, poisoned */
+} gproblem;
+
+/* 8 e4m3 codes per draw; the two NaN codes become the largest finite value. */
+static void fill_e4m3(uint8_t *q, int64_t count) {
+    for (int64_t i = 0; i < count; i += 8) {
+        uint64_t r = rng_u64();
+        for (int64_t j = 0; j < 8 && i + j < count; j++) {
+            uint8_t c = (uint8_t)(r >> (8 * j));
+            if ((c & 0x7fu) == 0x7fu) c ^= 1u;
+            q[i + j] = c;
+        }
+    }
+}
+
+static void fill_bf16(uint16_t *h, int64_t count) {
+    for (int64_t i = 0; i < count; i++) h[i] = moe_f32_to_bf16((float)rng_normal());
+}
+
+/* bounds: offsets [E+1] (contiguous) or counts [E] (masked). */
+static gproblem make(int fp8, int masked, int64_t experts, int64_t n, int64_t k, int64_t rows,
+                     const int32_t *bounds) {
+    gproblem p;
+    memset(&p, 0, sizeof p);
+    p.fp8 = fp8;
+    p.masked = masked;
+    p.experts = experts;
+    p.n = n;
+    p.k = k;
+    p.rows = rows;
+    p.total = masked ? experts * rows : rows;
+    moe_dtype in = fp8 ? MOE_DTYPE_E4M3 : MOE_DTYPE_BF16;
+    p.a = masked ? test_tensor3(in, experts, rows, k) : test_tensor2(in, rows, k);
+    p.b = test_tensor3(in, experts, n, k);
+    if (fp8) {
+        fill_e4m3(p.a.data, p.total * k);
+        fill_e4m3(p.b.data, experts * n * k);
+    } else {
+        fill_bf16(p.a.data, p.total * k);
+        fill_bf16(p.b.data, experts * n * k);
+    }
+    int64_t nb = masked ? experts : experts + 1;
+    p.bounds = test_tensor1(MOE_DTYPE_I32, nb);
+    memcpy(p.bounds.data, bounds, (size_t)nb * sizeof(int32_t));
+    p.da = test_to_device(&p.a);
+    p.db = test_to_device(&p.b);
+    p.dbounds = test_to_device(&p.bounds);
+    if (fp8) {
+        int64_t kb = k / BLOCK, r4 = (rows + 3) / 4 * 4;
+        p.sb = test_tensor3(MOE_DTYPE_F32, experts, n / BLOCK, kb);
+        for (int64_t e = 0; e < experts; e++)
+            for (int64_t j = 0; j < n / BLOCK; j++)
+                for (int64_t b = 0; b < kb; b++)
+                    test_set(&p.sb, e, j, b, rng_uniform(0.5, 1.5) / 256.0);
+        /* the padding columns of the column-major copy stay NaN: reading them would show */
+        p.sa_row = masked ? test_tensor3(MOE_DTYPE_F32, experts, rows, kb)
+                          : test_tensor2(MOE_DTYPE_F32, rows, kb);
+        p.sa_col = masked ? test_tensor3(MOE_DTYPE_F32, experts, kb, r4)
+                          : test_tensor2(MOE_DTYPE_F32, kb, r4);
+        for (int64_t t = 0; t < p.total; t++) {
+            int64_t i0 = masked ? t / rows : t, i1 = masked ? t % rows : 0;
+            for (int64_t b = 0; b < kb; b++) {
+                double s = rng_uniform(0.5, 1.5) / 256.0;
+                if (masked) {
+                    test_set(&p.sa_row, i0, i1, b, s);
+                    test_set(&p.sa_col, i0, b, i1, s);
+                } else {
+                    test_set(&p.sa_row, i0, b, 0, s);
+                    test_set(&p.sa_col, b, i0, 0, s);
+                }
+            }
+        }
+        p.dsb = test_to_device(&p.sb);
+        p.dsa_row = test_to_device(&p.sa_row);
+        p.dsa_col = test_to_device(&p.sa_col);
+    }
+    return p;
+}
+
+/* D as a whole poisoned buffer of rows n + pad wide (plus a spare row after a contiguous
+ * D) and the op's view of it. */
+typedef struct dbuf {
+    moe_tensor full, view;
+} dbuf;
+
+static dbuf host_d(const gproblem *p, moe_dtype dt, int64_t pad) {
+    dbuf d;
+    if (p->masked) {
+        d.full = test_tensor3(dt, p->experts, p->rows, p->n + pad);
+        d.view = d.full;
+        d.view.shape[2] = p->n;
+    } else {
+        d.full = test_tensor2(dt, p->rows + 1, p->n + pad);
+        d.view = d.full;
+        d.view.shape[0] = p->rows;
+        d.view.shape[1] = p->n;
+    }
+    return d;
+}
+
+static dbuf device_d(const gproblem *p, moe_dtype dt, int64_t pad) {
+    dbuf h = host_d(p, dt, pad), d;
+    d.full = test_device_like(&h.full);
+    d.view = h.view;
+    d.view.data = d.full.data;
+    return d;
+}
+
+static moe_status call(moe_context *ctx, const gproblem *p, int device, moe_scale_layout layout,
+                       moe_tensor *d) {
+    const moe_tensor *sa = NULL, *sb = NULL;
+    if (p->fp8) {
+        int row = layout == MOE_SCALES_ROW_MAJOR;
+        sa = device ? (row ? &p->dsa_row : &p->dsa_col) : (row ? &p->sa_row : &p->sa_col);
+        sb = device ? &p->dsb : &p->sb;
+    }
+    const moe_tensor *a = device ? &p->da : &p->a, *b = device ? &p->db : &p->b;
+    const moe_tensor *bounds = device ? &p->dbounds : &p->bounds;
+    size_t ws_bytes = 0;
+    CHECK_OK(moe_grouped_gemm_workspace_size(ctx, (int32_t)p->experts, &ws_bytes));
+    void *ws = ws_bytes ? (device ? test_device_alloc(ws_bytes) : test_alloc(ws_bytes)) : NULL;
+    if (p->masked)
+        return moe_grouped_gemm_masked(ctx, a, sa, layout, b, sb, bounds, d, ws, ws_bytes,
+                                       NULL);
+    return moe_grouped_gemm(ctx, a, sa, layout, b, sb, bounds, d, ws, ws_bytes, NULL);
+}
+
+/* The CPU results for both output dtypes (row-major scales: the layout does not change
+ * the values). */
+static void reference(gproblem *p) {
+    for (int o = 0; o < 2; o++) {
+        dbuf d = host_d(p, o == 0 ? MOE_DTYPE_BF16 : MOE_DTYPE_F16, 0);
+        CHECK_OK(call(test_cpu(), p, 0, MOE_SCALES_ROW_MAJOR, &d.view));
+        p->ref[o] = d.full;
+    }
+}
+
+/* Runs one variant on the GPU and compares every element of D's buffer. */
+static void run_variant(const gproblem *p, const char *name, moe_scale_layout layout,
+                        moe_dtype out, int64_t pad) {
+    moe_context *gpu = test_gpu();
+    if (!gpu) return;
+    dbuf d = device_d(p, out, pad);
+    moe_status s = call(gpu, p, 1, layout, &d.view);
+    const char *dt = out == MOE_DTYPE_BF16 ? "bf16" : "f16";
+    const char *lay = layout == MOE_SCALES_ROW_MAJOR ? "row" : "col";
+    CHECK(s == MOE_OK, "%s %s %s: %s", name, lay, dt, moe_last_error());
+    if (s != MOE_OK) return;
+    dbuf h = host_d(p, out, pad);
+    test_to_host(&d.full, &h.full);
+    const uint16_t *got = h.full.data;
+    const uint16_t *want = p->ref[out == MOE_DTYPE_BF16 ? 0 : 1].data;
+    int64_t width = p->n + pad, flat_rows = p->total + (p->masked ? 0 : 1);
+    double err2 = 0, ref2 = 0;
+    int64_t unwritten = 0, not_finite = 0, overwritten = 0;
+    for (int64_t t = 0; t < flat_rows; t++)
+        for (int64_t j = 0; j < width; j++) {
+            uint16_t g = got[t * width + j];
+            uint16_t w = (j < p->n && t < p->total) ? want[t * p->n + j] : 0xFFFFu;
+            if (w == 0xFFFFu) {
+                overwritten += g != 0xFFFFu;
+                continue;
+            }
+            double gv = out == MOE_DTYPE_BF16 ? moe_bf16_to_f32(g) : moe_f16_to_f32(g);
+            double wv = out == MOE_DTYPE_BF16 ? moe_bf16_to_f32(w) : moe_f16_to_f32(w);
+            unwritten += g == 0xFFFFu;
+            if (!isfinite(gv)) {
+                not_finite++;
+                continue;
+            }
+            err2 += (gv - wv) * (gv - wv);
+            ref2 += wv * wv;
+        }
+    double tol = out == MOE_DTYPE_BF16 ? 2e-3 : 5e-4;
+    double rel = ref2 > 0 ? sqrt(err2 / ref2) : sqrt(err2);
+    CHECK(rel <= tol, "%s %s %s: ||D - ref|| / ||ref|| = %.3g > %.1g", name, lay, dt, rel, tol);
+    CHECK(unwritten == 0 && not_finite == 0,
+          "%s %s %s: %lld covered elements unwritten, %lld not finite", name, lay, dt,
+          (long long)unwritten, (long long)not_finite);
+    CHECK(overwritten == 0, "%s %s %s: %lld elements outside the experts' rows written", name,
+          lay, dt, (long long)overwritten);
+}
+
+static void run_all(gproblem *p, const char *name) {
+    reference(p);
+    run_variant(p, name, MOE_SCALES_ROW_MAJOR, MOE_DTYPE_BF16, 0);
+    run_variant(p, name, MOE_SCALES_ROW_MAJOR, MOE_DTYPE_F16, 24);
+    if (!p->fp8) return;
+    run_variant(p, name, MOE_SCALES_COL_MAJOR, MOE_DTYPE_BF16, 8);
+    run_variant(p, name, MOE_SCALES_COL_MAJOR, MOE_DTYPE_F16, 0);
+}
+
+/* ------------------------------------------------------------------ row counts */
+
+enum { UNIFORM, SKEWED };
+
+/* uniform in [0, max], or skewed: expert E/3 gets max rows, the others 0..2 */
+static void draw_counts(int32_t *counts, int64_t experts, int64_t max, int shape) {
+    for (int64_t e = 0; e < experts; e++)
+        counts[e] = (int32_t)(shape == UNIFORM ? rng_int(0, max)
+                                               : e == experts / 3 ? max : rng_int(0, 2));
+}
+
+/* A contiguous problem: head rows before the first expert and tail rows after the last
+ * belong to no one. */
+static void contiguous(const char *name, int fp8, int64_t experts, int64_t n, int64_t k,
+                       const int32_t *counts, int32_t head, int64_t tail) {
+    int32_t *offsets = test_alloc((size_t)(experts + 1) * sizeof(int32_t));
+    offsets[0] = head;
+    for (int64_t e = 0; e < experts; e++) offsets[e + 1] = offsets[e] + counts[e];
+    gproblem p = make(fp8, 0, experts, n, k, offsets[experts] + tail, offsets);
+    run_all(&p, name);
+}
+
+static void contiguous_random(const char *name, int fp8, int64_t experts, int64_t n, int64_t k,
+                              int64_t max, int shape, int32_t head, int64_t tail) {
+    int32_t *counts = test_alloc((size_t)experts * sizeof(int32_t));
+    draw_counts(counts, experts, max, shape);
+    contiguous(name, fp8, experts, n, k, counts, head, tail);
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static void test_cuda_gemm_fp8_contiguous(void) {
+    moe_context *gpu = test_gpu();
+    if (!gpu) return;
+    int32_t one[1] = {1}, big[1] = {300}, lonely[4] = {0, 0, 17, 0}, none[3] = {0, 0, 0};
+    int32_t edges[6] = {32, 33, 0, 1, 128, 129}; /* around the swap and tile boundaries */
+    contiguous("E=1 M=1", 1, 1, 128, 128, one, 0, 3);
+    contiguous("E=1 M=300", 1, 1, 256, 384, big, 0, 0);
+    contiguous("one expert of four has rows", 1, 4, 512, 128, lonely, 3, 5);
+    contiguous("no rows at all", 1, 3, 128, 256, none, 0, 4);
+    contiguous("tile edges", 1, 6, 256, 256, edges, 1, 2);
+    contiguous_random("E=4 uniform 0..200", 1, 4, 512, 256, 200, UNIFORM, 2, 3);
+    contiguous_random("E=8 skewed 1024", 1, 8, 256, 128, 1024, SKEWED, 0, 0);
+    contiguous_random("E=64 uniform 0..40", 1, 64, 128, 256, 40, UNIFORM, 0, 1);
+    contiguous_random("E=256 uniform 0..6", 1, 256, 128, 128, 6, UNIFORM, 0, 0);
+}
+
+/* DeepSeek-V3's expert shapes with a few rows per expert, and a long K on full tiles. */
+static void test_cuda_gemm_fp8_deepseek(void) {
+    moe_context *gpu = test_gpu();
+    if (!gpu) return;
+    int32_t gate_up[2] = {2, 1}, down[3] = {3, 0, 1}, long_k[1] = {70};
+    contiguous("gate_up N=4096 K=7168", 1, 2, 4096, 7168, gate_up, 0, 1);
+    contiguous("down N=7168 K=2048", 1, 3, 7168, 2048, down, 1, 0);
+    contiguous("K=7168 full tile", 1, 1, 128, 7168, long_k, 0, 2);
+}
+
+static void test_cuda_gemm_fp8_masked(void) {
+    moe_context *gpu = test_gpu();
+    if (!gpu) return;
+    int32_t over[4] = {40, -1, 0, 33};
+    gproblem p = make(1, 1, 4, 256, 256, 33, over);
+    run_all(&p, "masked C=33, counts > C, negative, 0");
+    int32_t mixed[4] = {200, 17, 0, 150};
+    p = make(1, 1, 4, 128, 384, 200, mixed);
+    run_all(&p, "masked C=200, small and large experts");
+    int32_t extreme[6] = {1, 0, 1, 5, INT32_MIN, INT32_MAX};
+    p = make(1, 1, 6, 128, 128, 1, extreme);
+    run_all(&p, "masked C=1, extreme counts");
+}
+
+static void test_cuda_gemm_bf16(void) {
+    moe_context *gpu = test_gpu();
+    if (!gpu) return;
+    int32_t one[1] = {1}, some[3] = {0, 70, 2}, pair[2] = {2, 3};
+    contiguous_random("bf16 E=5 N=72 K=200", 0, 5, 72, 200, 30, UNIFORM, 1, 2);
+    contiguous_random("bf16 E=8 N=256 K=256", 0, 8, 256, 256, 150, UNIFORM, 0, 1);
+    contiguous("bf16 N=K=8 M=1", 0, 1, 8, 8, one, 0, 0);
+    contiguous("bf16 N=136 K=8", 0, 3, 136, 8, some, 0, 1);
+    contiguous("bf16 K=0 writes zeros", 0, 2, 16, 0, pair, 0, 1);
+    int32_t counts[3] = {45, -3, 7};
+    gproblem p = make(0, 1, 3, 24, 40, 40, counts);
+    run_all(&p, "bf16 masked");
+}
+
+/* Running twice gives the same bytes (no atomics, no order that depends on timing). */
+static void test_cuda_gemm_deterministic(void) {
+    moe_context *gpu = test_gpu();
+    if (!gpu) return;
+    int32_t counts[5] = {130, 3, 0, 64, 1}, offsets[6] = {0};
+    for (int e = 0; e < 5; e++) offsets[e + 1] = offsets[e] + counts[e];
+    gproblem p = make(1, 0, 5, 256, 512, offsets[5], offsets);
+    dbuf d[2], h[2];
+    for (int run = 0; run < 2; run++) {
+        d[run] = device_d(&p, MOE_DTYPE_BF16, 0);
+        CHECK_OK(call(gpu, &p, 1, MOE_SCALES_COL_MAJOR, &d[run].view));
+        h[run] = host_d(&p, MOE_DTYPE_BF16, 0);
+        test_to_host(&d[run].full, &h[run].full);
+    }
+    CHECK(memcmp(h[0].full.data, h[1].full.data, (size_t)(p.rows + 1) * (size_t)p.n * 2) == 0,
+          "two runs differ");
+}
+
+/* TMA needs 16-byte aligned bases and row strides; the CUDA backend names the argument. */
+static void test_cuda_gemm_alignment(void) {
+    moe_context *gpu = test_gpu();
+    if (!gpu) return;
+    const moe_status BAD = MOE_ERR_INVALID_ARGUMENT;
+    int32_t offsets[2] = {0, 4};
+    gproblem p = make(0, 0, 1, 16, 16, 4, offsets);
+    dbuf d = device_d(&p, MOE_DTYPE_BF16, 0);
+    moe_tensor a = p.da;
+    a.data = (char *)a.data + 8;
+    a.shape[1] = 8;
+    a.stride[0] = 16;
+    moe_tensor b = p.db;
+    b.shape[2] = 8; /* K = 8 on both: the view is valid, only a's base is misaligned */
+    CHECK_ERR(moe_grouped_gemm(gpu, &a, NULL, MOE_SCALES_ROW_MAJOR, &b, NULL, &p.dbounds,
+                               &d.view, NULL, 0, NULL),
+              BAD, "a.data");
+    a = p.da;
+    a.shape[1] = 8;
+    a.stride[0] = 12; /* 24 bytes */
+    a.shape[0] = 4;
+    CHECK_ERR(moe_grouped_gemm(gpu, &a, NULL, MOE_SCALES_ROW_MAJOR, &b, NULL, &p.dbounds,
+                               &d.view, NULL, 0, NULL),
+              BAD, "a.stride[0]");
+    size_t bytes = 1;
+    CHECK_OK(moe_grouped_gemm_workspace_size(gpu, 256, &bytes));
+    CHECK(bytes == 0, "the CUDA grouped GEMM needs no workspace, reported %zu bytes", bytes);
+}
+
+void suite_cuda_gemm(void) {
+    RUN(test_cuda_gemm_fp8_contiguous);
+    RUN(test_cuda_gemm_fp8_deepseek);
+    RUN(test_cuda_gemm_fp8_masked);
+    RUN(test_cuda_gemm_bf16);
+    RUN(test_cuda_gemm_deterministic);
+    RUN(test_cuda_gemm_alignment);
+}
