@@ -11,6 +11,10 @@
 #include "moe.h"
 #include "presets.h"
 
+#ifdef MOE_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 typedef struct {
     const char *preset;
     const char *backend; /* "auto", "cpu", "cuda" */
@@ -108,6 +112,85 @@ static void *xmalloc(size_t bytes) {
     return p;
 }
 
+/* ---------------------------------------------------------------- backend memory
+ * Buffers live where the backend works. On the GPU, big random tensors are made by
+ * repeating one host chunk: generating 11 GB of DeepSeek-V3 weights on the host would
+ * take longer than the benchmark. */
+
+static int on_gpu;
+#define CHUNK_BYTES ((size_t)64 << 20)
+
+#ifdef MOE_HAVE_CUDA
+static void cuda_or_die(cudaError_t e, const char *what) {
+    if (e != cudaSuccess) {
+        fprintf(stderr, "moe-bench: %s: %s\n", what, cudaGetErrorString(e));
+        exit(1);
+    }
+}
+#endif
+
+/* Takes a host buffer of bytes (filled for its first min(bytes, CHUNK_BYTES)) and returns
+ * the backend's buffer: the same on the CPU, a device copy repeating the chunk on the GPU. */
+static void *to_backend(void *host, size_t bytes) {
+    if (!on_gpu) return host;
+#ifdef MOE_HAVE_CUDA
+    void *d = NULL;
+    cuda_or_die(cudaMalloc(&d, bytes ? bytes : 1), "cudaMalloc");
+    for (size_t o = 0; o < bytes; o += CHUNK_BYTES) {
+        size_t n = bytes - o < CHUNK_BYTES ? bytes - o : CHUNK_BYTES;
+        cuda_or_die(cudaMemcpy((char *)d + o, host, n, cudaMemcpyHostToDevice), "cudaMemcpy");
+    }
+    free(host);
+    return d;
+#else
+    return host;
+#endif
+}
+
+/* Bytes of a host buffer that need generating before to_backend. */
+static size_t gen_bytes(size_t bytes) {
+    return on_gpu && bytes > CHUNK_BYTES ? CHUNK_BYTES : bytes;
+}
+
+static void buf_free(void *p) {
+    if (!on_gpu) {
+        free(p);
+        return;
+    }
+#ifdef MOE_HAVE_CUDA
+    cudaFree(p);
+#endif
+}
+
+static void to_host(void *dst, const void *src, size_t bytes) {
+    if (!on_gpu) {
+        memcpy(dst, src, bytes);
+        return;
+    }
+#ifdef MOE_HAVE_CUDA
+    cuda_or_die(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy");
+#endif
+}
+
+/* A random tensor's storage: e4m3 codes, bf16 of amplitude amp, or f32 in [lo, hi). */
+static void *rand_e4m3(size_t n) {
+    void *h = xmalloc(gen_bytes(n));
+    fill_e4m3(h, gen_bytes(n));
+    return to_backend(h, n);
+}
+static void *rand_bf16(size_t n, float amp) {
+    size_t g = gen_bytes(n * 2);
+    void *h = xmalloc(g);
+    fill_bf16(h, g / 2, amp);
+    return to_backend(h, n * 2);
+}
+static void *rand_f32(size_t n, float lo, float hi) {
+    size_t g = gen_bytes(n * 4);
+    void *h = xmalloc(g);
+    fill_f32(h, g / 4, lo, hi);
+    return to_backend(h, n * 4);
+}
+
 /* ---------------------------------------------------------------- timing */
 
 static double now_ms(void) {
@@ -120,12 +203,39 @@ typedef struct {
     double begin[MOE_STEP_COUNT];
     double *ms; /* [iters][MOE_STEP_COUNT] */
     int iter;
+#ifdef MOE_HAVE_CUDA
+    cudaEvent_t ev[MOE_STEP_COUNT][2]; /* GPU: recorded on the stream around each step */
+    int recorded[MOE_STEP_COUNT];
+#endif
 } step_times;
 
 static void on_step(void *user, moe_layer_step step, int end) {
     step_times *st = user;
+#ifdef MOE_HAVE_CUDA
+    if (on_gpu) {
+        cudaEventRecord(st->ev[step][end], 0);
+        st->recorded[step] = 1;
+        return;
+    }
+#endif
     if (!end) st->begin[step] = now_ms();
     else st->ms[st->iter * MOE_STEP_COUNT + step] = now_ms() - st->begin[step];
+}
+
+/* After an iteration: the GPU's step times from its events (0 for steps not run). */
+static void collect_steps(step_times *st) {
+#ifdef MOE_HAVE_CUDA
+    if (!on_gpu) return;
+    cuda_or_die(cudaDeviceSynchronize(), "forward");
+    for (int k = 0; k < MOE_STEP_COUNT; k++) {
+        float ms = 0;
+        if (st->recorded[k]) cudaEventElapsedTime(&ms, st->ev[k][0], st->ev[k][1]);
+        st->ms[st->iter * MOE_STEP_COUNT + k] = ms;
+        st->recorded[k] = 0;
+    }
+#else
+    (void)st;
+#endif
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -159,14 +269,16 @@ int main(int argc, char **argv) {
         fprintf(stderr, "moe-bench: --backend must be auto, cpu or cuda\n");
         return 2;
     }
-    if (backend == MOE_BACKEND_CUDA) {
-        /* The CUDA backend's device buffers arrive with the CUDA backend itself. */
-        fprintf(stderr, "moe-bench: the CUDA backend is not part of this build\n");
+    on_gpu = backend == MOE_BACKEND_CUDA;
+#ifndef MOE_HAVE_CUDA
+    if (on_gpu) {
+        fprintf(stderr, "moe-bench: this build has no CUDA backend\n");
         return 1;
     }
-    if (!o.preset) o.preset = "qwen3-30b-a3b";
-    if (!o.tokens) o.tokens = 16;
-    if (!o.iters) o.iters = 3;
+#endif
+    if (!o.preset) o.preset = on_gpu ? "deepseek-v3" : "qwen3-30b-a3b";
+    if (!o.tokens) o.tokens = on_gpu ? 128 : 16;
+    if (!o.iters) o.iters = on_gpu ? 20 : 3;
     const bench_preset *p = bench_find_preset(o.preset);
     if (!p) {
         fprintf(stderr, "moe-bench: unknown preset %s (see --list)\n", o.preset);
@@ -188,32 +300,26 @@ int main(int argc, char **argv) {
     memset(&w, 0, sizeof w);
     moe_dtype wt = fp8 ? MOE_DTYPE_E4M3 : MOE_DTYPE_BF16;
     size_t n1 = (size_t)(e * 2 * in * h), n2 = (size_t)(e * h * in);
-    w.w1 = moe_tensor_3d(xmalloc(n1 * moe_dtype_size(wt)), wt, e, 2 * in, h);
-    w.w2 = moe_tensor_3d(xmalloc(n2 * moe_dtype_size(wt)), wt, e, h, in);
     if (fp8) {
-        fill_e4m3(w.w1.data, n1);
-        fill_e4m3(w.w2.data, n2);
-        w.w1_scales = moe_tensor_3d(xmalloc(sizeof(float) * (size_t)(e * 2 * in * h / 16384)),
+        size_t s1 = (size_t)(e * 2 * in * h / 16384), s2 = (size_t)(e * h * in / 16384);
+        w.w1 = moe_tensor_3d(rand_e4m3(n1), wt, e, 2 * in, h);
+        w.w2 = moe_tensor_3d(rand_e4m3(n2), wt, e, h, in);
+        w.w1_scales = moe_tensor_3d(rand_f32(s1, 1.0f / sqrtf((float)h), 2.0f / sqrtf((float)h)),
                                     MOE_DTYPE_F32, e, 2 * in / 128, h / 128);
-        w.w2_scales = moe_tensor_3d(xmalloc(sizeof(float) * (size_t)(e * h * in / 16384)),
+        w.w2_scales = moe_tensor_3d(rand_f32(s2, 1.0f / sqrtf((float)in), 2.0f / sqrtf((float)in)),
                                     MOE_DTYPE_F32, e, h / 128, in / 128);
-        fill_f32(w.w1_scales.data, (size_t)(e * 2 * in * h / 16384), 1.0f / sqrtf((float)h), 2.0f / sqrtf((float)h));
-        fill_f32(w.w2_scales.data, (size_t)(e * h * in / 16384), 1.0f / sqrtf((float)in), 2.0f / sqrtf((float)in));
     } else {
-        fill_bf16(w.w1.data, n1, 1.7f / sqrtf((float)h));
-        fill_bf16(w.w2.data, n2, 1.7f / sqrtf((float)in));
+        w.w1 = moe_tensor_3d(rand_bf16(n1, 1.7f / sqrtf((float)h)), wt, e, 2 * in, h);
+        w.w2 = moe_tensor_3d(rand_bf16(n2, 1.7f / sqrtf((float)in)), wt, e, h, in);
     }
-    if (cfg.routing == MOE_ROUTING_GROUPED_SIGMOID) {
-        w.router_bias = moe_tensor_1d(xmalloc(sizeof(float) * (size_t)cfg.num_experts), MOE_DTYPE_F32,
-                                      cfg.num_experts);
-        fill_f32(w.router_bias.data, (size_t)cfg.num_experts, -0.05f, 0.05f);
-    }
-    moe_tensor x = moe_tensor_2d(xmalloc(sizeof(uint16_t) * (size_t)(t * h)), MOE_DTYPE_BF16, t, h);
-    fill_bf16(x.data, (size_t)(t * h), 2.0f);
-    moe_tensor logits = moe_tensor_2d(xmalloc(sizeof(float) * (size_t)(t * cfg.num_experts)),
+    if (cfg.routing == MOE_ROUTING_GROUPED_SIGMOID)
+        w.router_bias = moe_tensor_1d(rand_f32((size_t)cfg.num_experts, -0.05f, 0.05f),
+                                      MOE_DTYPE_F32, cfg.num_experts);
+    moe_tensor x = moe_tensor_2d(rand_bf16((size_t)(t * h), 2.0f), MOE_DTYPE_BF16, t, h);
+    moe_tensor logits = moe_tensor_2d(rand_f32((size_t)(t * cfg.num_experts), -3.0f, 3.0f),
                                       MOE_DTYPE_F32, t, cfg.num_experts);
-    fill_f32(logits.data, (size_t)(t * cfg.num_experts), -3.0f, 3.0f);
-    moe_tensor out = moe_tensor_2d(xmalloc(sizeof(uint16_t) * (size_t)(t * h)), MOE_DTYPE_BF16, t, h);
+    moe_tensor out = moe_tensor_2d(to_backend(xmalloc((size_t)(t * h) * 2), (size_t)(t * h) * 2),
+                                   MOE_DTYPE_BF16, t, h);
     double gen_ms = now_ms() - t0;
 
     moe_layer *layer = NULL;
@@ -222,21 +328,36 @@ int main(int argc, char **argv) {
     size_t ws_bytes = 0;
     s = moe_layer_workspace_size(layer, t, &ws_bytes);
     if (s) return fail("moe_layer_workspace_size", s);
-    void *ws = xmalloc(ws_bytes);
+    void *ws = to_backend(xmalloc(ws_bytes), ws_bytes);
 
-    step_times st = {{0}, xmalloc(sizeof(double) * (size_t)(o.iters * MOE_STEP_COUNT)), 0};
+    step_times st;
+    memset(&st, 0, sizeof st);
+    st.ms = xmalloc(sizeof(double) * (size_t)(o.iters * MOE_STEP_COUNT));
     double *total = xmalloc(sizeof(double) * (size_t)o.iters);
+#ifdef MOE_HAVE_CUDA
+    if (on_gpu) {
+        for (int k = 0; k < MOE_STEP_COUNT; k++)
+            for (int j = 0; j < 2; j++) cuda_or_die(cudaEventCreate(&st.ev[k][j]), "cudaEventCreate");
+        /* warm-up: module loading and first-touch stay out of the numbers */
+        s = moe_layer_forward(layer, &x, &logits, NULL, NULL, &out, ws, ws_bytes, NULL);
+        if (s) return fail("moe_layer_forward", s);
+        cuda_or_die(cudaDeviceSynchronize(), "warm-up");
+    }
+#endif
     moe_layer_set_step_hook(layer, on_step, &st);
     for (st.iter = 0; st.iter < o.iters; st.iter++) {
         double a = now_ms();
         s = moe_layer_forward(layer, &x, &logits, NULL, NULL, &out, ws, ws_bytes, NULL);
-        total[st.iter] = now_ms() - a;
         if (s) return fail("moe_layer_forward", s);
+        collect_steps(&st);
+        total[st.iter] = now_ms() - a;
     }
 
     double sum = 0, sum_abs = 0;
+    uint16_t *out_host = xmalloc((size_t)(t * h) * 2);
+    to_host(out_host, out.data, (size_t)(t * h) * 2);
     for (int64_t i = 0; i < t * h; i++) {
-        double v = moe_bf16_to_f32(((uint16_t *)out.data)[i]);
+        double v = moe_bf16_to_f32(out_host[i]);
         sum += v;
         sum_abs += fabs(v);
     }
@@ -275,8 +396,10 @@ int main(int argc, char **argv) {
     }
     moe_layer_destroy(layer);
     moe_context_destroy(ctx);
-    free(ws), free(col), free(total), free(st.ms);
-    free(w.w1.data), free(w.w2.data), free(w.w1_scales.data), free(w.w2_scales.data);
-    free(w.router_bias.data), free(x.data), free(logits.data), free(out.data);
+    free(col), free(total), free(st.ms), free(out_host);
+    void *bufs[] = {ws, w.w1.data, w.w2.data, w.w1_scales.data, w.w2_scales.data,
+                    w.router_bias.data, x.data, logits.data, out.data};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i]) buf_free(bufs[i]);
     return 0;
 }
