@@ -3,8 +3,7 @@
  * read nor written. */
 #include <float.h>
 
-#include "../common/swizzle.h"
-#include "cpu.h"
+#include "block_scales.h"
 
 /* Below this many elements waking the threads costs more than the work. */
 #define PARALLEL_MIN_ELEMENTS (1 << 16)
@@ -25,9 +24,10 @@ static int32_t mx_exponent(float amax, moe_mx_rule rule) {
     return e < MX_MIN_EXP ? MX_MIN_EXP : e > MX_MAX_EXP ? MX_MAX_EXP : e;
 }
 
-/* Quantises block c of one row; returns its scale byte. */
-static uint8_t quant_block(moe_dtype dtype, const void *x, int64_t c, moe_mx_rule rule,
+/* Quantises block c of one row; returns its scale byte. arg: the moe_mx_rule. */
+static uint8_t quant_block(moe_dtype dtype, const void *x, int64_t c, const void *arg,
                            uint8_t *q) {
+    moe_mx_rule rule = *(const moe_mx_rule *)arg;
     float amax = 0.0f;
     for (int64_t i = c * MX_BLOCK; i < (c + 1) * MX_BLOCK; i++)
         amax = moe_fold_amax(amax, moe_cpu_load(dtype, x, i));
@@ -38,39 +38,14 @@ static uint8_t quant_block(moe_dtype dtype, const void *x, int64_t c, moe_mx_rul
     return (uint8_t)(exp + 127);
 }
 
-/* Quantises one expert and writes every byte of its padded scale block. */
-static void quant_expert(const moe_tensor *x, moe_expert_block b, moe_mx_rule rule, moe_tensor *q,
-                         uint8_t *scales) {
-    int64_t blocks = x->shape[1] / MX_BLOCK, cols = moe_swizzle_cols(blocks);
-    int64_t padded = moe_swizzle_rows(b.rows), work = padded * x->shape[1];
-#pragma omp parallel for schedule(static) if (work >= PARALLEL_MIN_ELEMENTS)
-    for (int64_t m = 0; m < padded; m++) {
-        int real = m < b.rows;
-        const void *xr = real ? moe_cpu_at(x, b.row_begin + m, 0, 0) : NULL;
-        uint8_t *qr = real ? moe_cpu_at(q, b.row_begin + m, 0, 0) : NULL;
-        for (int64_t c = 0; c < cols; c++) {
-            int64_t at = moe_swizzle_index(b.block_row, m, c, cols);
-            scales[at] = (real && c < blocks) ? quant_block(x->dtype, xr, c, rule, qr) : 0;
-        }
-    }
-}
-
-static int64_t num_experts(const moe_tensor *offsets) {
-    return offsets ? offsets->shape[0] - 1 : 1;
-}
-
-static const int32_t *offset_data(const moe_tensor *offsets) {
-    return offsets ? (const int32_t *)offsets->data : NULL;
-}
-
 moe_status moe_cpu_quant_mxfp8(moe_context *ctx, const moe_tensor *x, const moe_tensor *offsets,
                                moe_mx_rule rule, moe_tensor *q, moe_tensor *scales, void *stream) {
     (void)ctx;
     (void)stream;
     moe_expert_block b = {0, 0, 0};
-    for (int64_t e = 0; e < num_experts(offsets); e++) {
-        b = moe_next_expert_block(b, offset_data(offsets), e, x->shape[0]);
-        quant_expert(x, b, rule, q, scales->data);
+    for (int64_t e = 0; e < moe_cpu_num_experts(offsets); e++) {
+        b = moe_next_expert_block(b, moe_cpu_offset_data(offsets), e, x->shape[0]);
+        moe_cpu_quant_expert_blocks(x, b, MX_BLOCK, quant_block, &rule, q, scales->data);
     }
     return MOE_OK;
 }
@@ -95,8 +70,8 @@ moe_status moe_cpu_dequant_mxfp8(moe_context *ctx, const moe_tensor *q, const mo
     (void)ctx;
     (void)stream;
     moe_expert_block b = {0, 0, 0};
-    for (int64_t e = 0; e < num_experts(offsets); e++) {
-        b = moe_next_expert_block(b, offset_data(offsets), e, q->shape[0]);
+    for (int64_t e = 0; e < moe_cpu_num_experts(offsets); e++) {
+        b = moe_next_expert_block(b, moe_cpu_offset_data(offsets), e, q->shape[0]);
         dequant_expert(q, scales->data, b, out);
     }
     return MOE_OK;

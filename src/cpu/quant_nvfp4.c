@@ -1,16 +1,17 @@
 /* NVFP4 (SPEC 3): blocks of 16 along K, one e4m3 scale each on top of a per-expert f32
  * global scale, two e2m1 values per byte, scales in the swizzled per-expert layout of
  * src/common/swizzle.h. Rows that no expert covers are neither read nor written. */
-#include "../common/swizzle.h"
-#include "cpu.h"
+#include "block_scales.h"
 
 /* Below this many elements waking the threads costs more than the work. */
 #define PARALLEL_MIN_ELEMENTS (1 << 16)
 
 #define NV_BLOCK 16
 
-/* Quantises block c of one row into q's bytes 8c..8c+7; returns its scale byte. */
-static uint8_t quant_block(moe_dtype dtype, const void *x, int64_t c, float gs, uint8_t *q) {
+/* Quantises block c of one row into q's bytes 8c..8c+7; returns its scale byte. arg: the
+ * expert's f32 global scale. */
+static uint8_t quant_block(moe_dtype dtype, const void *x, int64_t c, const void *arg, uint8_t *q) {
+    float gs = *(const float *)arg;
     float amax = 0.0f;
     for (int64_t i = c * NV_BLOCK; i < (c + 1) * NV_BLOCK; i++)
         amax = moe_fold_amax(amax, moe_cpu_load(dtype, x, i));
@@ -27,31 +28,6 @@ static uint8_t quant_block(moe_dtype dtype, const void *x, int64_t c, float gs, 
     return sf;
 }
 
-/* Quantises one expert and writes every byte of its padded scale block. */
-static void quant_expert(const moe_tensor *x, moe_expert_block b, float gs, moe_tensor *q,
-                         uint8_t *scales) {
-    int64_t blocks = x->shape[1] / NV_BLOCK, cols = moe_swizzle_cols(blocks);
-    int64_t padded = moe_swizzle_rows(b.rows), work = padded * x->shape[1];
-#pragma omp parallel for schedule(static) if (work >= PARALLEL_MIN_ELEMENTS)
-    for (int64_t m = 0; m < padded; m++) {
-        int real = m < b.rows;
-        const void *xr = real ? moe_cpu_at(x, b.row_begin + m, 0, 0) : NULL;
-        uint8_t *qr = real ? moe_cpu_at(q, b.row_begin + m, 0, 0) : NULL;
-        for (int64_t c = 0; c < cols; c++) {
-            int64_t at = moe_swizzle_index(b.block_row, m, c, cols);
-            scales[at] = (real && c < blocks) ? quant_block(x->dtype, xr, c, gs, qr) : 0;
-        }
-    }
-}
-
-static int64_t num_experts(const moe_tensor *offsets) {
-    return offsets ? offsets->shape[0] - 1 : 1;
-}
-
-static const int32_t *offset_data(const moe_tensor *offsets) {
-    return offsets ? (const int32_t *)offsets->data : NULL;
-}
-
 static float global_scale_of(const moe_tensor *global_scale, int64_t e) {
     return *(const float *)moe_cpu_at(global_scale, e, 0, 0);
 }
@@ -62,9 +38,10 @@ moe_status moe_cpu_quant_nvfp4(moe_context *ctx, const moe_tensor *x, const moe_
     (void)ctx;
     (void)stream;
     moe_expert_block b = {0, 0, 0};
-    for (int64_t e = 0; e < num_experts(offsets); e++) {
-        b = moe_next_expert_block(b, offset_data(offsets), e, x->shape[0]);
-        quant_expert(x, b, global_scale_of(global_scale, e), q, scales->data);
+    for (int64_t e = 0; e < moe_cpu_num_experts(offsets); e++) {
+        b = moe_next_expert_block(b, moe_cpu_offset_data(offsets), e, x->shape[0]);
+        float gs = global_scale_of(global_scale, e);
+        moe_cpu_quant_expert_blocks(x, b, NV_BLOCK, quant_block, &gs, q, scales->data);
     }
     return MOE_OK;
 }
@@ -91,8 +68,8 @@ moe_status moe_cpu_dequant_nvfp4(moe_context *ctx, const moe_tensor *q, const mo
     (void)ctx;
     (void)stream;
     moe_expert_block b = {0, 0, 0};
-    for (int64_t e = 0; e < num_experts(offsets); e++) {
-        b = moe_next_expert_block(b, offset_data(offsets), e, out->shape[0]);
+    for (int64_t e = 0; e < moe_cpu_num_experts(offsets); e++) {
+        b = moe_next_expert_block(b, moe_cpu_offset_data(offsets), e, out->shape[0]);
         dequant_expert(q, scales->data, b, global_scale_of(global_scale, e), out);
     }
     return MOE_OK;
