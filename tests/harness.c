@@ -226,7 +226,7 @@ static const suite suites[] = {
     {"cuda_route", suite_cuda_route}, {"cuda_permute", suite_cuda_permute},
     {"cuda_quant", suite_cuda_quant}, {"cuda_activation", suite_cuda_activation},
     {"cuda_combine", suite_cuda_combine}, {"cuda_quant_block", suite_cuda_quant_block},
-    {"cuda_gemm", suite_cuda_gemm},
+    {"cuda_gemm", suite_cuda_gemm},   {"cuda_layer", suite_cuda_layer},
 };
 
 int main(int argc, char **argv) {

@@ -57,6 +57,7 @@ void suite_cuda_activation(void);
 void suite_cuda_combine(void);
 void suite_cuda_quant_block(void); /* MXFP8 and NVFP4 */
 void suite_cuda_gemm(void);
+void suite_cuda_layer(void);
 
 /* ---------------------------------------------------------------- data */
 
@@ -114,5 +115,7 @@ moe_tensor test_to_device(const moe_tensor *host);
 /* Synchronises, checks for asynchronous errors and copies dev into host (same layout). */
 void test_to_host(const moe_tensor *dev, moe_tensor *host);
 void test_device_sync(void);
+/* Copies bytes host -> device (to_device = 1) or device -> host, synchronously. */
+void test_copy_bytes(void *dst, const void *src, size_t bytes, int to_device);
 
 #endif

@@ -102,12 +102,14 @@ def ref_fp8_group_quant(x, group=128, eps=1e-10, ue8m0=False):
     """SPEC 3's per-token-group FP8: (q e4m3 [M, K], scales f32 [M, K/group])."""
     m, k = x.shape
     xf = x.float().view(m, k // group, group)
-    scale = xf.abs().amax(-1).clamp_min(eps) / E4M3_MAX
+    # the quotients in float64, then rounded once: a correctly rounded f32 division (torch
+    # on CUDA divides by a scalar through its reciprocal, one ulp off at times)
+    scale = (xf.abs().amax(-1).clamp_min(eps).double() / E4M3_MAX).float()
     if ue8m0:
         # log2 in float64: in f32 a scale a few ulp above a power of two can round to an
         # exact integer and miss the step up that libmoe (working from the bits) takes
         scale = torch.exp2(torch.ceil(torch.log2(scale.double()))).float()
-    q = (xf / scale[..., None]).to(torch.float8_e4m3fn)
+    q = (xf.double() / scale.double()[..., None]).float().to(torch.float8_e4m3fn)
     return q.view(m, k), scale
 
 

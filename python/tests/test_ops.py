@@ -338,16 +338,17 @@ def test_quant_mxfp8(device, rand, k, experts, ocp_rule):
     assert s.shape == (_lib.lib.moe_swizzled_scale_rows(m, len(EXPERT_ROWS) if experts else 1),
                        round_up(k // 32, 4))
 
-    ref_q, ref_e = ref_mxfp8(x[:covered], ocp_rule)
-    assert torch.equal(bytes_of(q[:covered]), bytes_of(ref_q))
+    # the reference on the CPU: torch's CUDA kernels may round its steps differently
+    ref_q, ref_e = ref_mxfp8(x[:covered].cpu(), ocp_rule)
+    assert torch.equal(bytes_of(q[:covered]).cpu(), bytes_of(ref_q))
     offs = offsets.cpu() if experts else torch.tensor([0, m])
     got_e, padding_zero = unswizzle(s, offs, k // 32)
-    assert torch.equal(got_e, ref_e.cpu())
+    assert torch.equal(got_e, ref_e)
     assert padding_zero
 
     out = libmoe.dequant_mxfp8(q, s, offsets)
-    expected = ref_q.float() * torch.exp2(ref_e.to(device).float() - 127).repeat_interleave(32, 1)
-    assert torch.equal(out[:covered], expected)
+    expected = ref_q.float() * torch.exp2(ref_e.float() - 127).repeat_interleave(32, 1)
+    assert torch.equal(out[:covered].cpu(), expected)
 
 
 def decode_e2m1(packed):

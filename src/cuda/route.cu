@@ -395,7 +395,7 @@ __device__ __forceinline__ void route_write(const route_args &a, int64_t t, int 
     if (a.renormalize && sum > 0.0f) out /= sum;
     if (a.scale_output) out *= a.scaling;
     if (lane < k || (shared && lane == k)) {
-        if (lane == k) /* t < 2^31 in any launch that fits memory; skips a 64-bit modulo */
+        if (lane == k) /* t < 2^32 for any output that fits in memory: a 32-bit modulo */
             id = a.experts + (int)((uint32_t)t % (uint32_t)a.num_shared);
         a.ids[t * a.ids_stride + lane] = id;
         a.weights[t * a.weights_stride + lane] = out;
