@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # On the lent GPU: build for sm_90a, run the tests, compute-sanitizer over the GPU suites,
-# and the benchmarks, in one call. Stages: test, sanitize, bench, gemm (default: all but
-# gemm). Full logs and JSON go to $OUT; a short table is printed last.
+# and the benchmarks, in one call. Stages: test, sanitize, bench, gemm, layer (default:
+# test sanitize bench). Full logs and JSON go to $OUT; a short table is printed last.
 #   bench/device.sh test sanitize bench
+#   bench/device.sh layer     # whole layer: every preset x T, vs torch; ~2-3 min after the build
 set -uo pipefail
 OUT=${OUT:-/tmp/moe-out}
 mkdir -p "$OUT"
@@ -46,5 +47,28 @@ if has gemm; then
     timeout 180 python3 bench/torch_gemm.py "$OUT/gemm_libmoe.json" "$OUT/gemm_torch.json" > "$OUT/gemm_torch.log" 2>&1 ||
         { echo "torch_gemm.py: rc $?"; tail -20 "$OUT/gemm_torch.log"; }
     python3 bench/compare_gemm.py "$OUT/gemm_libmoe.json" "$OUT/gemm_torch.json" "$OUT/gemm.json" | tee "$OUT/gemm_table.txt"
+fi
+if has layer; then
+    # libmoe: every preset at T = 1, 32, 512, 4096 with fp8 weights, then DeepSeek-V3 with
+    # bf16 weights (a separate process: a fault there cannot cost the fp8 sweep); each run
+    # rewrites its JSON after every case, so a timeout keeps the cases done so far
+    timeout ${LAYER_TIMEOUT:-240} ./build-dev/moe-bench --layer --json "$OUT/layer_libmoe.json" \
+        > "$OUT/layer_libmoe.log" 2>&1
+    rc=$?
+    cat "$OUT/layer_libmoe.log"
+    summary+=("moe-bench --layer: rc $rc")
+    timeout ${LAYER_TIMEOUT:-240} ./build-dev/moe-bench --layer --preset deepseek-v3 --weights bf16 \
+        --json "$OUT/layer_libmoe_bf16.json" > "$OUT/layer_libmoe_bf16.log" 2>&1
+    rc=$?
+    summary+=("moe-bench --layer deepseek-v3 bf16: rc $rc")
+    ((rc)) && tail -20 "$OUT/layer_libmoe_bf16.log"
+    # the same layer composed from torch ops (routed-only, as the anchor, and with the shared
+    # expert), eager and CUDA-graph; stops starting cases after TORCH_LAYER_BUDGET_S (100 s)
+    timeout 180 python3 bench/torch_layer.py "$OUT/layer_torch.json" > "$OUT/layer_torch.log" 2>&1
+    rc=$?
+    summary+=("torch_layer.py: rc $rc")
+    ((rc)) && tail -20 "$OUT/layer_torch.log"
+    python3 bench/compare_layer.py "$OUT/layer_libmoe.json" "$OUT/layer_torch.json" "$OUT/layer.json" \
+        "$OUT/layer" --also "$OUT/layer_libmoe_bf16.json" | tee "$OUT/layer_table.txt"
 fi
 printf '%s\n' "${summary[@]}"

@@ -22,10 +22,10 @@
  * bytes) and of B (128 rows x 128 bytes): 128 e4m3 or 64 bf16 per row, so each row is
  * exactly one 128-byte swizzle row and TMA and wgmma agree on the layout. A stage's
  * "full" mbarrier completes when its bytes have landed (expect_tx) and, for FP8, its
- * scales too (cp.async arrivals); its "empty" one when all 8 consumer warps are done
- * with it. Rows past the end of A, B or an expert's N are
- * zero-filled by TMA; rows of the next expert inside a contiguous tile are loaded and
- * computed but never stored.
+ * scales too (one arrival per scale-warp lane); its "empty" one when all 8 consumer
+ * warps (for FP8 all their lanes) are done with it. Rows past the end of A, B or an
+ * expert's N are zero-filled by TMA; rows of the next expert inside a contiguous tile are
+ * loaded and computed but never stored.
  *
  * Consumers. Each consumer warpgroup owns 64 rows of the tile (wgmma m64n128, K-major
  * A and B straight from shared memory). FP8: per K block, four k32 wgmmas accumulate
@@ -212,6 +212,14 @@ static __device__ __forceinline__ gemm_tile find_tile(const gemm_params &p,
 
 /* ---------------------------------------------------------------- producer */
 
+/* The ring position after this one: the phase flips at each wrap. */
+static __device__ __forceinline__ void next_stage(int &stage, uint32_t &phase, int stages) {
+    if (++stage == stages) {
+        stage = 0;
+        phase ^= 1u;
+    }
+}
+
 template <bool FP8>
 static __device__ void produce(const gemm_params &p, const gemm_smem &s, const CUtensorMap *map_a,
                                const CUtensorMap *map_a_small, const CUtensorMap *map_b) {
@@ -231,23 +239,24 @@ static __device__ void produce(const gemm_params &p, const gemm_smem &s, const C
             mbar_arrive_expect_tx(full, bytes);
             tma_load_3d(stage_a(s, stage), ma, full, kb * k_step, g.row, a_e);
             tma_load_3d(stage_b(s, stage), map_b, full, kb * k_step, g.n0, g.e);
-            if (++stage == p.stages) {
-                stage = 0;
-                phase ^= 1u;
-            }
+            next_stage(stage, phase, p.stages);
         }
     }
 }
 
 /* The FP8 scales of every stage, by warp 1 of the producer warpgroup: per stage, the
  * tile's 128 A scales (0 for rows the expert does not own, so the layout's padding and
- * rows past the tensor are never read) and its b_scale, copied with cp.async, whose
- * completion is one of the stage's "full" arrivals per lane. The consumers thus find the
- * scales in shared memory with the tiles and never wait on global memory. */
+ * rows past the tensor are never read) and its b_scale, copied with cp.async. The
+ * consumers thus find the scales in shared memory with the tiles and never wait on
+ * global memory. Each lane waits for its own copies one stage later, once the next
+ * stage's are in flight, and then arrives on the stage's "full" barrier: an ordering
+ * compute-sanitizer's racecheck follows, where it does not model the hardware arrival of
+ * cp.async.mbarrier.arrive. Running a stage behind costs nothing: the warp is up to
+ * `stages` stages ahead of the consumers. */
 static __device__ void produce_scales(const gemm_params &p, const gemm_smem &s) {
     int lane = threadIdx.x & 31;
     int32_t total = s.prefix[p.experts];
-    int stage = 0;
+    int stage = 0, pending = -1;
     uint32_t phase = 0;
     for (int32_t t = blockIdx.x; t < total; t += gridDim.x) {
         gemm_tile g = find_tile(p, s, t);
@@ -265,12 +274,18 @@ static __device__ void produce_scales(const gemm_params &p, const gemm_smem &s) 
                 cp_async_4(dst + 4u * r, src, ok ? 4u : 0u);
             }
             if (lane == 0) cp_async_4(dst + 4u * GEMM_BM, sb + (int64_t)kb * p.sb_k, 4u);
-            cp_async_arrive(s.full + 8u * stage);
-            if (++stage == p.stages) {
-                stage = 0;
-                phase ^= 1u;
+            cp_async_commit();
+            if (pending >= 0) {
+                cp_async_wait<1>();
+                mbar_arrive(s.full + 8u * pending);
             }
+            pending = stage;
+            next_stage(stage, phase, p.stages);
         }
+    }
+    if (pending >= 0) {
+        cp_async_wait<0>();
+        mbar_arrive(s.full + 8u * pending);
     }
 }
 
@@ -289,15 +304,14 @@ template <> __device__ __forceinline__ uint32_t pack2<MOE_DTYPE_F16>(float lo, f
     return r;
 }
 
-static __device__ __forceinline__ void next_stage(int &stage, uint32_t &phase, int stages) {
-    if (++stage == stages) {
-        stage = 0;
-        phase ^= 1u;
+/* One warp is done reading a stage. wgmma has finished (waited) in every lane first.
+ * FP8: the lanes also read the stage's scales with ordinary loads, and each lane arrives
+ * for its own reads, the per-thread ordering compute-sanitizer's racecheck follows. */
+template <bool FP8> static __device__ __forceinline__ void release(const gemm_smem &s, int stage) {
+    if (FP8) {
+        mbar_arrive(s.empty + 8u * stage);
+        return;
     }
-}
-
-/* One warp is done reading a stage. wgmma has finished (waited) in every lane first. */
-static __device__ __forceinline__ void release(const gemm_smem &s, int stage) {
     __syncwarp();
     if ((threadIdx.x & 31) == 0) mbar_arrive(s.empty + 8u * stage);
 }
@@ -330,7 +344,7 @@ static __device__ void consume_tile(const gemm_params &p, const gemm_smem &s, co
             wgmma_commit();
             wgmma_wait_all();
             reg_fence(part);
-            release(s, stage);
+            release<FP8>(s, stage);
             next_stage(stage, phase, p.stages);
             float s_lo = __fmul_rn(a_lo, b), s_hi = __fmul_rn(a_hi, b);
 #pragma unroll
@@ -351,13 +365,13 @@ static __device__ void consume_tile(const gemm_params &p, const gemm_smem &s, co
             for (int k = 0; k < 4; k++) wgmma_bf16_n128(acc, da + 2 * k, db + 2 * k, 1);
             wgmma_commit();
             asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
-            if (prev >= 0) release(s, prev);
+            if (prev >= 0) release<FP8>(s, prev);
             prev = stage;
             next_stage(stage, phase, p.stages);
         }
         wgmma_wait_all();
         reg_fence(acc);
-        if (prev >= 0) release(s, prev);
+        if (prev >= 0) release<FP8>(s, prev);
     }
 
     uint16_t *d = (uint16_t *)p.d + a_e * p.d_e + (int64_t)g.row * p.d_r;
@@ -403,7 +417,7 @@ static __device__ void consume_small(const gemm_params &p, const gemm_smem &s, c
             wgmma_commit();
             wgmma_wait_all();
             reg_fence(part);
-            release(s, stage);
+            release<FP8>(s, stage);
             next_stage(stage, phase, p.stages);
 #pragma unroll
             for (int i = 0; i < 16; i++) {
@@ -423,7 +437,7 @@ static __device__ void consume_small(const gemm_params &p, const gemm_smem &s, c
             wgmma_commit();
             wgmma_wait_all();
             reg_fence(acc);
-            release(s, stage);
+            release<FP8>(s, stage);
             next_stage(stage, phase, p.stages);
         }
     }
@@ -469,7 +483,7 @@ __global__ void __launch_bounds__(GEMM_THREADS, 1)
         for (int i = 0; i < p.stages; i++) {
             /* FP8: the TMA thread's expect_tx arrival and one per scale-warp lane */
             mbar_init(s.full + 8u * i, FP8 ? 33 : 1);
-            mbar_init(s.empty + 8u * i, GEMM_CONSUMER_WARPS);
+            mbar_init(s.empty + 8u * i, GEMM_CONSUMER_WARPS * (FP8 ? 32 : 1));
         }
         mbar_init_fence();
         if (p.k_blocks > 0) {

@@ -70,10 +70,14 @@ static __device__ __forceinline__ void cp_async_4(uint32_t dst, const void *src,
                  : "memory");
 }
 
-/* Arrives on bar (as one of its counted arrivals) once this thread's earlier cp.async
- * copies have landed. */
-static __device__ __forceinline__ void cp_async_arrive(uint32_t bar) {
-    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(bar) : "memory");
+/* Closes this thread's batch of cp.async copies into one group. */
+static __device__ __forceinline__ void cp_async_commit(void) {
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+/* Waits until at most N of this thread's newest cp.async groups are still in flight. */
+template <int N> static __device__ __forceinline__ void cp_async_wait(void) {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
 }
 
 /* ---------------------------------------------------------------- registers */
