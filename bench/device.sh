@@ -14,7 +14,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 
 cmake -S . -B build-dev -DMOE_CUDA=ON -DCMAKE_BUILD_TYPE=Release > "$OUT/configure.log" 2>&1 &&
     cmake --build build-dev -j 16 > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
-gpu_suites=${GPU_SUITES:-"cuda_route cuda_permute cuda_quant cuda_quant_block cuda_activation cuda_combine cuda_gemm"}
+gpu_suites=${GPU_SUITES:-"cuda_route cuda_permute cuda_quant cuda_quant_block cuda_activation cuda_combine cuda_gemm cuda_layer"}
 summary=()
 
 if has test; then
