@@ -1,35 +1,24 @@
 /* moe-bench: runs one MoE layer of a model preset with random weights from a fixed seed
  * and prints the time, a per-step breakdown and a checksum of the output.
  *
- * --layer (GPU only) sweeps presets x token counts instead: per case the eager forward's
- * median time and per-step breakdown (CUDA events from the step hook, NVTX ranges for
- * Nsight), the median replay time of the forward captured in a CUDA graph, the distinct
- * experts the routing touched and the memory floor (their weights over the read bandwidth
- * measured at startup by bench/read_bw.cu). */
+ * --layer (GPU only) sweeps presets x token counts instead: bench/layer_sweep.c. The random
+ * data and backend buffers both modes use are in bench/bench_data.c. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../src/common/formats.h"
+#include "bench_data.h"
 #include "moe.h"
 #include "presets.h"
 
 #ifdef MOE_HAVE_CUDA
 #include <cuda_runtime_api.h>
-#ifdef MOE_HAVE_NVTX
-#include <nvtx3/nvToolsExt.h>
-#define NVTX_PUSH(name) nvtxRangePushA(name)
-#define NVTX_POP() nvtxRangePop()
-#else
-#define NVTX_PUSH(name) ((void)(name))
-#define NVTX_POP() ((void)0)
-#endif
-/* bench/read_bw.cu: bytes per second a read-only kernel reaches, 0 on failure */
-double moe_bench_read_bandwidth(void);
+
+#include "layer_sweep.h"
+#include "nvtx_ranges.h"
 #endif
 
 typedef struct {
@@ -133,135 +122,8 @@ static int parse(int argc, char **argv, options *o) {
     return 1;
 }
 
-/* ---------------------------------------------------------------- random data */
-
-static unsigned long long rng_state;
-
-static unsigned long long next_u64(void) {
-    unsigned long long z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [-1, 1). */
-static float next_signed(void) { return (float)((double)(next_u64() >> 11) * 0x1p-52 - 1.0); }
-
-/* e4m3 codes with magnitudes in [2^-9, 1.875] (no NaN, nothing near saturation). */
-static void fill_e4m3(uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n; i += 8) {
-        unsigned long long r = next_u64();
-        for (size_t b = 0; b < 8 && i + b < n; b++) p[i + b] = (uint8_t)((r >> (8 * b)) & 0xbf);
-    }
-}
-
-static void fill_bf16(uint16_t *p, size_t n, float amp) {
-    for (size_t i = 0; i < n; i++) p[i] = moe_f32_to_bf16(amp * next_signed());
-}
-
-static void fill_f32(float *p, size_t n, float lo, float hi) {
-    for (size_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * 0.5f * (next_signed() + 1.0f);
-}
-
-static void *xmalloc(size_t bytes) {
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "moe-bench: cannot allocate %zu bytes\n", bytes);
-        exit(1);
-    }
-    return p;
-}
-
-/* ---------------------------------------------------------------- backend memory
- * Buffers live where the backend works. On the GPU, big random tensors are made by
- * repeating one host chunk: generating 11 GB of DeepSeek-V3 weights on the host would
- * take longer than the benchmark. */
-
-static int on_gpu;
-#define CHUNK_BYTES ((size_t)64 << 20)
-
-#ifdef MOE_HAVE_CUDA
-static void cuda_or_die(cudaError_t e, const char *what) {
-    if (e != cudaSuccess) {
-        fprintf(stderr, "moe-bench: %s: %s\n", what, cudaGetErrorString(e));
-        exit(1);
-    }
-}
-#endif
-
-/* Takes a host buffer of bytes (filled for its first min(bytes, CHUNK_BYTES)) and returns
- * the backend's buffer: the same on the CPU, a device copy repeating the chunk on the GPU. */
-static void *to_backend(void *host, size_t bytes) {
-    if (!on_gpu) return host;
-#ifdef MOE_HAVE_CUDA
-    void *d = NULL;
-    cuda_or_die(cudaMalloc(&d, bytes ? bytes : 1), "cudaMalloc");
-    /* the chunk crosses the bus once; the repeats are device copies of it */
-    size_t first = bytes < CHUNK_BYTES ? bytes : CHUNK_BYTES;
-    cuda_or_die(cudaMemcpy(d, host, first, cudaMemcpyHostToDevice), "cudaMemcpy");
-    for (size_t o = first; o < bytes; o += CHUNK_BYTES) {
-        size_t n = bytes - o < CHUNK_BYTES ? bytes - o : CHUNK_BYTES;
-        cuda_or_die(cudaMemcpy((char *)d + o, d, n, cudaMemcpyDeviceToDevice), "cudaMemcpy");
-    }
-    free(host);
-    return d;
-#else
-    (void)bytes;
-    return host;
-#endif
-}
-
-/* Bytes of a host buffer that need generating before to_backend. */
-static size_t gen_bytes(size_t bytes) {
-    return on_gpu && bytes > CHUNK_BYTES ? CHUNK_BYTES : bytes;
-}
-
-static void buf_free(void *p) {
-    if (!on_gpu) {
-        free(p);
-        return;
-    }
-#ifdef MOE_HAVE_CUDA
-    cudaFree(p);
-#endif
-}
-
-static void to_host(void *dst, const void *src, size_t bytes) {
-    if (!on_gpu) {
-        memcpy(dst, src, bytes);
-        return;
-    }
-#ifdef MOE_HAVE_CUDA
-    cuda_or_die(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy");
-#endif
-}
-
-/* A random tensor's storage: e4m3 codes, bf16 of amplitude amp, or f32 in [lo, hi). */
-static void *rand_e4m3(size_t n) {
-    void *h = xmalloc(gen_bytes(n));
-    fill_e4m3(h, gen_bytes(n));
-    return to_backend(h, n);
-}
-static void *rand_bf16(size_t n, float amp) {
-    size_t g = gen_bytes(n * 2);
-    void *h = xmalloc(g);
-    fill_bf16(h, g / 2, amp);
-    return to_backend(h, n * 2);
-}
-static void *rand_f32(size_t n, float lo, float hi) {
-    size_t g = gen_bytes(n * 4);
-    void *h = xmalloc(g);
-    fill_f32(h, g / 4, lo, hi);
-    return to_backend(h, n * 4);
-}
-
-/* ---------------------------------------------------------------- timing */
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
+/* ---------------------------------------------------------------- step timing
+ * CPU: wall clock around each step; GPU: CUDA events on the stream, read after the forward. */
 
 typedef struct {
     double begin[MOE_STEP_COUNT];
@@ -276,7 +138,7 @@ typedef struct {
 static void on_step(void *user, moe_layer_step step, int end) {
     step_times *st = user;
 #ifdef MOE_HAVE_CUDA
-    if (on_gpu) {
+    if (buffers_on_gpu()) {
         if (!end) NVTX_PUSH(moe_layer_step_name(step));
         cudaEventRecord(st->ev[step][end], 0);
         if (end) NVTX_POP();
@@ -291,7 +153,7 @@ static void on_step(void *user, moe_layer_step step, int end) {
 /* After an iteration: the GPU's step times from its events (0 for steps not run). */
 static void collect_steps(step_times *st) {
 #ifdef MOE_HAVE_CUDA
-    if (!on_gpu) return;
+    if (!buffers_on_gpu()) return;
     cuda_or_die(cudaDeviceSynchronize(), "forward");
     for (int k = 0; k < MOE_STEP_COUNT; k++) {
         float ms = 0;
@@ -304,734 +166,48 @@ static void collect_steps(step_times *st) {
 #endif
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+/* ---------------------------------------------------------------- one run */
 
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-/* ---------------------------------------------------------------- main */
-
-static int fail(const char *what, moe_status s) {
-    fprintf(stderr, "moe-bench: %s failed: %s: %s\n", what, moe_status_string(s), moe_last_error());
-    return 1;
-}
-
-/* ---------------------------------------------------------------- --layer: the GPU sweep
- * Per (weights, preset): weights, inputs and buffers made once for the largest T (smaller
- * T use the leading rows) and freed before the next preset. Per T: the routing op on the
- * same logits gives the experts touched (outside any timing); then eager forwards with the
- * step hook's CUDA events and NVTX ranges, and replays of the forward captured in a CUDA
- * graph. L2 is flushed (256 MB memset) before every timed forward or replay, as triton's
- * do_bench does for the torch side; iterations are queued without host synchronisation. */
-
-#ifdef MOE_HAVE_CUDA
-
-#define FLUSH_BYTES ((size_t)256 << 20) /* > 5x the H100's 50 MB L2 */
-#define WARMUP_ITERS 3
-#define MODE_BUDGET_MS 400.0 /* eager and graph each: iterations shrink to fit */
-#define MIN_ITERS 5
-static const double FALLBACK_READ_BPS = 3100e9; /* docs/ANCHORS.md, read-only, H100 */
-
-/* Standard normals (Box-Muller over the generator above). */
-static double next_unit(void) { return (double)((next_u64() >> 11) + 1) * 0x1p-53; } /* (0,1] */
-
-static void fill_normal_f32(float *p, size_t n, float sigma) {
-    for (size_t i = 0; i < n; i += 2) {
-        double r = sigma * sqrt(-2.0 * log(next_unit())), a = 6.283185307179586 * next_unit();
-        p[i] = (float)(r * cos(a));
-        if (i + 1 < n) p[i + 1] = (float)(r * sin(a));
-    }
-}
-
-static void fill_normal_bf16(uint16_t *p, size_t n) {
-    for (size_t i = 0; i < n; i += 2) {
-        double r = sqrt(-2.0 * log(next_unit())), a = 6.283185307179586 * next_unit();
-        p[i] = moe_f32_to_bf16((float)(r * cos(a)));
-        if (i + 1 < n) p[i + 1] = moe_f32_to_bf16((float)(r * sin(a)));
-    }
-}
-
-static void *rand_normal_f32(size_t n, float sigma) {
-    size_t g = gen_bytes(n * 4);
-    void *h = xmalloc(g);
-    fill_normal_f32(h, g / 4, sigma);
-    return to_backend(h, n * 4);
-}
-
-static void *rand_normal_bf16(size_t n) {
-    size_t g = gen_bytes(n * 2);
-    void *h = xmalloc(g);
-    fill_normal_bf16(h, g / 2);
-    return to_backend(h, n * 2);
-}
-
-static void *dev_alloc(size_t bytes) {
-    void *p = NULL;
-    cuda_or_die(cudaMalloc(&p, bytes ? bytes : 16), "cudaMalloc");
-    return p;
-}
-
-/* ---- JSON: the header and the cases so far, rewritten whole after every case */
-
-static char *jbuf;
-static size_t jlen, jcap;
-
-static void jappend(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) exit(1);
-    if (jlen + (size_t)n + 1 > jcap) {
-        jcap = (jlen + (size_t)n + 1) * 2;
-        jbuf = realloc(jbuf, jcap);
-        if (!jbuf) exit(1);
-    }
-    va_start(ap, fmt);
-    vsnprintf(jbuf + jlen, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    jlen += (size_t)n;
-}
-
-static void jstring(const char *s) {
-    jappend("\"");
-    for (; s && *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') jappend("\\%c", ch);
-        else if (ch < 0x20) jappend("\\u%04x", ch);
-        else jappend("%c", ch);
-    }
-    jappend("\"");
-}
-
-/* A number, or null for the negative "not measured" marker. */
-static void jnum(const char *key, double v, int decimals) {
-    if (v < 0 || v != v) jappend(", \"%s\": null", key);
-    else jappend(", \"%s\": %.*f", key, decimals, v);
-}
-
-static const char *json_path;
-static size_t json_header_len; /* jbuf[0 .. json_header_len) is the header */
-static int json_cases;
-
-static void write_layer_json(void) {
-    if (!json_path) return;
-    FILE *f = fopen(json_path, "w");
-    if (!f) {
-        fprintf(stderr, "moe-bench: cannot write %s\n", json_path);
-        exit(1);
-    }
-    fprintf(f, "%.*s, \"cases\": [\n%s\n]}\n", (int)json_header_len, jbuf, jbuf + json_header_len);
-    fclose(f);
-}
-
-/* ---- one case */
-
-typedef struct {
-    cudaStream_t stream;
-    cudaEvent_t *ev;    /* [iters][MOE_STEP_COUNT][2] step begin/end, then [iters][2] totals */
-    unsigned char *ran; /* [iters][MOE_STEP_COUNT] */
-    int iter, max_iters;
-} layer_timer;
-
-static cudaEvent_t *step_event(layer_timer *lt, int it, int step, int end) {
-    return &lt->ev[((size_t)it * MOE_STEP_COUNT + (size_t)step) * 2 + (size_t)end];
-}
-static cudaEvent_t *total_event(layer_timer *lt, int it, int end) {
-    return &lt->ev[(size_t)lt->max_iters * MOE_STEP_COUNT * 2 + (size_t)it * 2 + (size_t)end];
-}
-
-static void on_layer_step(void *user, moe_layer_step step, int end) {
-    layer_timer *lt = user;
-    if (!end) NVTX_PUSH(moe_layer_step_name(step));
-    cudaEventRecord(*step_event(lt, lt->iter, step, end), lt->stream);
-    if (end) NVTX_POP();
-    lt->ran[lt->iter * MOE_STEP_COUNT + step] = 1;
-}
-
-static double event_us(cudaEvent_t a, cudaEvent_t b) {
-    float ms = 0.0f;
-    if (cudaEventElapsedTime(&ms, a, b) != cudaSuccess) {
-        cudaGetLastError();
-        return -1.0;
-    }
-    return ms * 1e3;
-}
-
-/* The buffers of one (preset, weights) run, sized for its largest T. */
-typedef struct {
-    const bench_preset *p;
-    const char *wname; /* "fp8", "bf16" */
-    moe_layer_config cfg;
-    moe_layer *layer;
-    moe_context *ctx;
-    moe_layer_weights w;
-    void *x, *logits, *out, *ws, *ids, *rw, *flush;
-    size_t ws_bytes;
-    int kp;               /* k' = k + (S > 0) */
-    double expert_bytes;  /* w1 + w2 (+ FP8 block scales) of one expert */
-    double read_bps;
-} layer_run;
-
-typedef struct {
-    long t;
-    int iters_eager, iters_graph;
-    double eager_us, graph_us, step_us[MOE_STEP_COUNT], glue_us, glue_pct;
-    long touched, rows;
-    double floor_us, flops;
-    /* output checks: eager output's mean |x| and non-finite count; values where the graph
-     * replay's output differs from the eager one (-1: not compared) and the largest diff */
-    double out_abs_mean, graph_max_diff;
-    long out_nonfinite, graph_mismatch;
-    char error[320];
-} layer_case;
-
-/* Records a failure in c (the first one wins). */
-static int case_fail(layer_case *c, const char *what, const char *why) {
-    if (!c->error[0]) snprintf(c->error, sizeof c->error, "%s: %s", what, why);
-    return 0;
-}
-static int cu_ok(layer_case *c, cudaError_t e, const char *what) {
-    return e == cudaSuccess ? 1 : case_fail(c, what, cudaGetErrorString(e));
-}
-static int moe_ok(layer_case *c, moe_status s, const char *what) {
-    return s == MOE_OK ? 1 : case_fail(c, what, moe_last_error());
-}
-
-/* Distinct experts (routed and shared) the routing op picks for the first t tokens, and
- * the (token, expert) pairs: the expert weights that must be read and the GEMM rows. */
-static int count_touched(layer_run *r, long t, layer_case *c) {
-    const moe_layer_config *cfg = &r->cfg;
-    moe_tensor logits = moe_tensor_2d(r->logits, MOE_DTYPE_F32, t, cfg->num_experts);
-    moe_tensor ids = moe_tensor_2d(r->ids, MOE_DTYPE_I32, t, r->kp);
-    moe_tensor wts = moe_tensor_2d(r->rw, MOE_DTYPE_F32, t, r->kp);
-    moe_status s;
-    if (cfg->routing == MOE_ROUTING_SOFTMAX) {
-        s = moe_route_softmax_topk(r->ctx, &logits, cfg->topk, cfg->renormalize, &ids, &wts,
-                                   NULL);
-    } else {
-        moe_grouped_topk_params gp = {cfg->num_groups, cfg->topk_group, cfg->topk,
-                                      cfg->renormalize, cfg->routed_scaling_factor,
-                                      cfg->scale_output, cfg->num_shared};
-        s = moe_route_grouped_topk(r->ctx, &logits, r->w.router_bias.data ? &r->w.router_bias : NULL,
-                                   &gp, &ids, &wts, NULL);
-    }
-    if (!moe_ok(c, s, "routing (experts touched)")) return 0;
-    size_t n = (size_t)t * (size_t)r->kp;
-    int32_t *h = xmalloc(n * sizeof *h);
-    if (!cu_ok(c, cudaMemcpy(h, r->ids, n * sizeof *h, cudaMemcpyDeviceToHost), "ids to host")) {
-        free(h);
-        return 0;
-    }
-    int experts = cfg->num_experts + cfg->num_shared;
-    unsigned char seen[MOE_MAX_EXPERTS * 2];
-    memset(seen, 0, sizeof seen);
-    c->touched = c->rows = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (h[i] < 0 || h[i] >= experts) continue;
-        c->rows++;
-        if (!seen[h[i]]) seen[h[i]] = 1, c->touched++;
-    }
-    free(h);
-    return 1;
-}
-
-static int cmp_dbl(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double med(double *v, int n) {
-    if (n <= 0) return -1.0;
-    qsort(v, (size_t)n, sizeof *v, cmp_dbl);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static int iters_for(double est_us, int max_iters) {
-    if (est_us <= 0) return max_iters;
-    double fit = MODE_BUDGET_MS * 1e3 / est_us;
-    int n = fit < max_iters ? (int)fit : max_iters;
-    return n < MIN_ITERS ? (max_iters < MIN_ITERS ? max_iters : MIN_ITERS) : n;
-}
-
-static void run_case(layer_run *r, layer_timer *lt, long t, layer_case *c) {
-    const moe_layer_config *cfg = &r->cfg;
-    int64_t h = cfg->hidden;
-    moe_tensor x = moe_tensor_2d(r->x, MOE_DTYPE_BF16, t, h);
-    moe_tensor logits = moe_tensor_2d(r->logits, MOE_DTYPE_F32, t, cfg->num_experts);
-    moe_tensor out = moe_tensor_2d(r->out, MOE_DTYPE_BF16, t, h);
-    void *stream = (void *)lt->stream;
-    char range[128];
-    snprintf(range, sizeof range, "layer %s %s T=%ld", r->p->name, r->wname, t);
-
-    if (!count_touched(r, t, c)) return;
-    c->floor_us = (double)c->touched * r->expert_bytes / r->read_bps * 1e6;
-    c->flops = 2.0 * (double)c->rows * 3.0 * (double)h * (double)cfg->intermediate;
-
-    /* warm-up (module loading, first touch), then one timed forward to size the runs */
-    moe_layer_set_step_hook(r->layer, NULL, NULL);
-    for (int i = 0; i < WARMUP_ITERS; i++)
-        if (!moe_ok(c, moe_layer_forward(r->layer, &x, &logits, NULL, NULL, &out, r->ws,
-                                         r->ws_bytes, stream), "moe_layer_forward (warm-up)"))
-            return;
-    cudaEvent_t *e0 = total_event(lt, 0, 0), *e1 = total_event(lt, 0, 1);
-    cudaEventRecord(*e0, lt->stream);
-    moe_layer_forward(r->layer, &x, &logits, NULL, NULL, &out, r->ws, r->ws_bytes, stream);
-    cudaEventRecord(*e1, lt->stream);
-    if (!cu_ok(c, cudaStreamSynchronize(lt->stream), "warm-up")) return;
-    double est = event_us(*e0, *e1);
-
-    /* eager: the step hook records events and NVTX ranges; totals bracket each forward */
-    int n = c->iters_eager = iters_for(est, lt->max_iters);
-    memset(lt->ran, 0, (size_t)lt->max_iters * MOE_STEP_COUNT);
-    moe_layer_set_step_hook(r->layer, on_layer_step, lt);
-    for (lt->iter = 0; lt->iter < n; lt->iter++) {
-        cudaMemsetAsync(r->flush, lt->iter & 0xff, FLUSH_BYTES, lt->stream);
-        cudaEventRecord(*total_event(lt, lt->iter, 0), lt->stream);
-        NVTX_PUSH(range);
-        moe_status s = moe_layer_forward(r->layer, &x, &logits, NULL, NULL, &out, r->ws,
-                                         r->ws_bytes, stream);
-        NVTX_POP();
-        cudaEventRecord(*total_event(lt, lt->iter, 1), lt->stream);
-        if (!moe_ok(c, s, "moe_layer_forward")) break;
-    }
-    moe_layer_set_step_hook(r->layer, NULL, NULL);
-    if (!cu_ok(c, cudaStreamSynchronize(lt->stream), "eager forwards") || c->error[0]) return;
-    double *tot = xmalloc(sizeof(double) * (size_t)n * 3), *glue = tot + n, *pct = glue + n;
-    double *col = xmalloc(sizeof(double) * (size_t)n);
-    for (int i = 0; i < n; i++) {
-        tot[i] = event_us(*total_event(lt, i, 0), *total_event(lt, i, 1));
-        double g1 = event_us(*step_event(lt, i, MOE_STEP_GEMM1, 0), *step_event(lt, i, MOE_STEP_GEMM1, 1));
-        double g2 = event_us(*step_event(lt, i, MOE_STEP_GEMM2, 0), *step_event(lt, i, MOE_STEP_GEMM2, 1));
-        glue[i] = tot[i] - g1 - g2;
-        pct[i] = tot[i] > 0 ? 100.0 * glue[i] / tot[i] : 0.0;
-    }
-    for (int k = 0; k < MOE_STEP_COUNT; k++) {
-        for (int i = 0; i < n; i++)
-            col[i] = lt->ran[i * MOE_STEP_COUNT + k]
-                         ? event_us(*step_event(lt, i, k, 0), *step_event(lt, i, k, 1)) : 0.0;
-        c->step_us[k] = med(col, n);
-    }
-    c->glue_us = med(glue, n);
-    c->glue_pct = med(pct, n);
-    c->eager_us = med(tot, n);
-    free(tot);
-    free(col);
-
-    /* the eager output, to check the graph against (the layer has no atomics: replays must
-     * reproduce it bit for bit; a kernel launched off the stream would be missing) */
-    size_t nout = (size_t)t * (size_t)h;
-    uint16_t *ref = xmalloc(nout * 2 * sizeof *ref), *got = ref + nout;
-    if (!cu_ok(c, cudaMemcpy(ref, r->out, nout * 2, cudaMemcpyDeviceToHost), "output to host")) {
-        free(ref);
-        return;
-    }
-    double sum_abs = 0.0;
-    for (size_t i = 0; i < nout; i++) {
-        float v = moe_bf16_to_f32(ref[i]);
-        if (!isfinite(v)) c->out_nonfinite++;
-        else sum_abs += fabs(v);
-    }
-    c->out_abs_mean = sum_abs / (double)nout;
-
-    /* graph: one forward captured on the stream (no hook), replayed */
-    cudaGraph_t graph = NULL;
-    cudaGraphExec_t exec = NULL;
-    if (!cu_ok(c, cudaStreamBeginCapture(lt->stream, cudaStreamCaptureModeThreadLocal),
-               "cudaStreamBeginCapture"))
-        return;
-    moe_status s = moe_layer_forward(r->layer, &x, &logits, NULL, NULL, &out, r->ws, r->ws_bytes,
-                                     stream);
-    cudaError_t ce = cudaStreamEndCapture(lt->stream, &graph);
-    if (!moe_ok(c, s, "moe_layer_forward (graph capture)") ||
-        !cu_ok(c, ce, "cudaStreamEndCapture") ||
-        !cu_ok(c, cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate")) {
-        cudaGetLastError();
-        if (graph) cudaGraphDestroy(graph);
-        free(ref);
-        return;
-    }
-    snprintf(range, sizeof range, "graph %s %s T=%ld", r->p->name, r->wname, t);
-    cudaMemsetAsync(r->out, 0xff, nout * 2, lt->stream); /* NaN: replays must overwrite it */
-    for (int i = 0; i < 2; i++) cudaGraphLaunch(exec, lt->stream);
-    n = c->iters_graph = iters_for(c->eager_us, lt->max_iters);
-    for (int i = 0; i < n; i++) {
-        cudaMemsetAsync(r->flush, i & 0xff, FLUSH_BYTES, lt->stream);
-        cudaEventRecord(*total_event(lt, i, 0), lt->stream);
-        NVTX_PUSH(range);
-        cudaGraphLaunch(exec, lt->stream);
-        NVTX_POP();
-        cudaEventRecord(*total_event(lt, i, 1), lt->stream);
-    }
-    if (cu_ok(c, cudaStreamSynchronize(lt->stream), "graph replays")) {
-        double *g = xmalloc(sizeof(double) * (size_t)n);
-        for (int i = 0; i < n; i++) g[i] = event_us(*total_event(lt, i, 0), *total_event(lt, i, 1));
-        c->graph_us = med(g, n);
-        free(g);
-        if (cu_ok(c, cudaMemcpy(got, r->out, nout * 2, cudaMemcpyDeviceToHost), "output to host")) {
-            c->graph_mismatch = 0;
-            for (size_t i = 0; i < nout; i++) {
-                if (got[i] == ref[i]) continue;
-                c->graph_mismatch++;
-                double d = fabs((double)moe_bf16_to_f32(got[i]) - (double)moe_bf16_to_f32(ref[i]));
-                if (!(d <= c->graph_max_diff)) c->graph_max_diff = d; /* NaN sticks */
-            }
-        }
-    }
-    free(ref);
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
-}
-
-/* v in a field of width w with d decimals, or a dash where it was not measured. */
-static void print_field(double v, int w, int d) {
-    if (v < 0) printf(" %*s", w, "-");
-    else printf(" %*.*f", w, d, v);
-}
-
-static void print_case(const layer_case *c) {
-    printf("%6ld", c->t);
-    print_field(c->eager_us, 9, 1);
-    print_field(c->graph_us, 9, 1);
-    printf(" |");
-    for (int k = 0; k < MOE_STEP_COUNT; k++) print_field(c->step_us[k], 8, 1);
-    printf(" |");
-    print_field(c->glue_pct, 5, 1);
-    printf("%%");
-    if (c->floor_us < 0) printf(" %7s", "-");
-    else printf(" %7ld", c->touched);
-    print_field(c->floor_us, 9, 1);
-    print_field(c->graph_us > 0 && c->floor_us > 0 ? c->graph_us / c->floor_us : -1.0, 8, 2);
-    if (c->error[0]) printf("  FAILED: %s", c->error);
-    if (c->graph_mismatch > 0)
-        printf("  WARNING: graph output differs from eager in %ld values (max |diff| %g)",
-               c->graph_mismatch, c->graph_max_diff);
-    if (c->out_nonfinite > 0) printf("  WARNING: %ld non-finite outputs", c->out_nonfinite);
-    else if (c->eager_us > 0 && c->out_abs_mean == 0.0) printf("  WARNING: output all zero");
-    printf("\n");
-    fflush(stdout);
-}
-
-static void append_case(const layer_run *r, const layer_case *c) {
-    const moe_layer_config *cfg = &r->cfg;
-    jappend("%s  {\"preset\": ", json_cases++ ? ",\n" : "");
-    jstring(r->p->name);
-    jappend(", \"model\": ");
-    jstring(r->p->model);
-    jappend(", \"weights\": \"%s\", \"T\": %ld, \"E\": %d, \"k\": %d, \"S\": %d, \"H\": %lld, "
-            "\"I\": %lld, \"routing\": \"%s\", \"iters_eager\": %d, \"iters_graph\": %d",
-            r->wname, c->t, (int)cfg->num_experts, (int)cfg->topk, (int)cfg->num_shared,
-            (long long)cfg->hidden, (long long)cfg->intermediate,
-            cfg->routing == MOE_ROUTING_SOFTMAX ? "softmax" : "grouped_sigmoid",
-            c->iters_eager, c->iters_graph);
-    jnum("eager_us", c->eager_us, 2);
-    jnum("graph_us", c->graph_us, 2);
-    jappend(", \"steps_us\": {");
-    for (int k = 0; k < MOE_STEP_COUNT; k++) {
-        if (c->step_us[k] < 0) jappend("%s\"%s\": null", k ? ", " : "", moe_layer_step_name((moe_layer_step)k));
-        else jappend("%s\"%s\": %.2f", k ? ", " : "", moe_layer_step_name((moe_layer_step)k), c->step_us[k]);
-    }
-    jappend("}");
-    jnum("gemm_us", c->step_us[MOE_STEP_GEMM1] >= 0 && c->step_us[MOE_STEP_GEMM2] >= 0
-                        ? c->step_us[MOE_STEP_GEMM1] + c->step_us[MOE_STEP_GEMM2] : -1.0, 2);
-    jnum("glue_us", c->glue_us, 2);
-    jnum("glue_pct", c->glue_pct, 2);
-    jappend(", \"touched_experts\": %ld, \"rows\": %ld, \"expert_bytes\": %.0f, \"floor_bytes\": %.0f",
-            c->touched, c->rows, r->expert_bytes, (double)c->touched * r->expert_bytes);
-    jnum("floor_us", c->floor_us, 2);
-    jnum("graph_over_floor", c->graph_us > 0 && c->floor_us > 0 ? c->graph_us / c->floor_us : -1.0, 4);
-    jnum("eager_over_floor", c->eager_us > 0 && c->floor_us > 0 ? c->eager_us / c->floor_us : -1.0, 4);
-    jappend(", \"flops\": %.0f", c->flops);
-    jappend(", \"out_abs_mean\": %.6g, \"out_nonfinite\": %ld", c->out_abs_mean, c->out_nonfinite);
-    if (c->graph_mismatch < 0) jappend(", \"graph_mismatch\": null, \"graph_max_abs_diff\": null");
-    else if (c->graph_max_diff != c->graph_max_diff)
-        jappend(", \"graph_mismatch\": %ld, \"graph_max_abs_diff\": \"nan\"", c->graph_mismatch);
-    else jappend(", \"graph_mismatch\": %ld, \"graph_max_abs_diff\": %.6g", c->graph_mismatch,
-                 c->graph_max_diff);
-    jnum("graph_TFLOPs", c->graph_us > 0 ? c->flops / (c->graph_us * 1e6) : -1.0, 2);
-    jappend(", \"error\": ");
-    if (c->error[0]) jstring(c->error);
-    else jappend("null");
-    jappend("}");
-    write_layer_json();
-}
-
-/* Weights, inputs and buffers for one preset and weight format; then every T. Returns 0 if
- * the CUDA context is broken (a sticky error): the sweep stops. */
-static int run_preset(const options *o, moe_context *ctx, const bench_preset *p, int pidx,
-                      int fp8, const long *ts, int nt, layer_timer *lt, void *flush,
-                      double read_bps) {
-    layer_run r;
-    memset(&r, 0, sizeof r);
-    r.p = p, r.ctx = ctx, r.flush = flush, r.read_bps = read_bps;
-    r.wname = fp8 ? "fp8" : "bf16";
-    r.cfg = p->cfg;
-    r.cfg.weights = fp8 ? MOE_WEIGHTS_FP8_BLOCKWISE : MOE_WEIGHTS_BF16;
-    const moe_layer_config *cfg = &r.cfg;
-    int64_t e = cfg->num_experts + cfg->num_shared, h = cfg->hidden, in = cfg->intermediate;
-    r.kp = cfg->topk + (cfg->num_shared > 0);
-    long tmax = 0;
-    for (int i = 0; i < nt; i++) tmax = ts[i] > tmax ? ts[i] : tmax;
-
-    /* inputs first, from a per-preset seed: both weight formats see the same tokens */
-    rng_state = o->seed + 0x10000ull * (unsigned long long)(pidx + 1);
-    double t0 = now_ms();
-    if (cfg->routing == MOE_ROUTING_GROUPED_SIGMOID)
-        r.w.router_bias = moe_tensor_1d(rand_normal_f32((size_t)cfg->num_experts, 0.1f),
-                                        MOE_DTYPE_F32, cfg->num_experts);
-    r.logits = rand_normal_f32((size_t)tmax * (size_t)cfg->num_experts, 1.0f);
-    r.x = rand_normal_bf16((size_t)tmax * (size_t)h);
-    moe_dtype wt = fp8 ? MOE_DTYPE_E4M3 : MOE_DTYPE_BF16;
-    size_t n1 = (size_t)(e * 2 * in * h), n2 = (size_t)(e * h * in);
-    if (fp8) {
-        size_t s1 = (size_t)(e * 2 * in * h / 16384), s2 = (size_t)(e * h * in / 16384);
-        r.w.w1 = moe_tensor_3d(rand_e4m3(n1), wt, e, 2 * in, h);
-        r.w.w2 = moe_tensor_3d(rand_e4m3(n2), wt, e, h, in);
-        r.w.w1_scales = moe_tensor_3d(rand_f32(s1, 1.0f / sqrtf((float)h), 2.0f / sqrtf((float)h)),
-                                      MOE_DTYPE_F32, e, 2 * in / 128, h / 128);
-        r.w.w2_scales = moe_tensor_3d(rand_f32(s2, 1.0f / sqrtf((float)in), 2.0f / sqrtf((float)in)),
-                                      MOE_DTYPE_F32, e, h / 128, in / 128);
-    } else {
-        r.w.w1 = moe_tensor_3d(rand_bf16(n1, 1.7f / sqrtf((float)h)), wt, e, 2 * in, h);
-        r.w.w2 = moe_tensor_3d(rand_bf16(n2, 1.7f / sqrtf((float)in)), wt, e, h, in);
-    }
-    r.expert_bytes = (double)(3 * in * h) * (double)moe_dtype_size(wt) +
-                     (fp8 ? (double)((2 * in / 128) * (h / 128) + (h / 128) * (in / 128)) * 4.0 : 0.0);
-    r.out = dev_alloc((size_t)tmax * (size_t)h * 2);
-    r.ids = dev_alloc((size_t)tmax * (size_t)r.kp * 4);
-    r.rw = dev_alloc((size_t)tmax * (size_t)r.kp * 4);
-    cuda_or_die(cudaDeviceSynchronize(), "weight generation");
-    double gen_ms = now_ms() - t0;
-
-    int alive = 1;
-    moe_status s = moe_layer_create(&r.layer, ctx, cfg, &r.w);
-    if (!s) s = moe_layer_workspace_size(r.layer, tmax, &r.ws_bytes);
-    printf("\n%s (%s), %s weights: E=%d k=%d S=%d H=%lld I=%lld; %.2f GB of weights (%.1f MB an "
-           "expert) made in %.0f ms\n",
-           p->name, p->model, r.wname, (int)cfg->num_experts, (int)cfg->topk,
-           (int)cfg->num_shared, (long long)h, (long long)in,
-           (double)(n1 + n2) * (double)moe_dtype_size(wt) / 1e9, r.expert_bytes / 1e6, gen_ms);
-    printf("%6s %9s %9s |", "T", "eager us", "graph us");
-    for (int k = 0; k < MOE_STEP_COUNT; k++) printf(" %8.8s", moe_layer_step_name((moe_layer_step)k));
-    printf(" | %6s %7s %9s %8s\n", "glue", "touched", "floor us", "gr/floor");
-    if (s) {
-        fprintf(stderr, "moe-bench: %s %s: %s: %s\n", p->name, r.wname, moe_status_string(s),
-                moe_last_error());
-    } else {
-        r.ws = dev_alloc(r.ws_bytes);
-        for (int i = 0; i < nt && alive; i++) {
-            layer_case c;
-            memset(&c, 0, sizeof c);
-            c.t = ts[i];
-            c.eager_us = c.graph_us = c.glue_us = c.glue_pct = c.floor_us = -1.0;
-            c.graph_mismatch = -1;
-            for (int k = 0; k < MOE_STEP_COUNT; k++) c.step_us[k] = -1.0;
-            NVTX_PUSH(p->name);
-            run_case(&r, lt, ts[i], &c);
-            NVTX_POP();
-            if (c.error[0]) {
-                /* a sticky error (illegal address, ...) ends every later case too */
-                cudaError_t ce = cudaDeviceSynchronize();
-                cudaGetLastError();
-                if (ce != cudaSuccess) {
-                    alive = 0;
-                    fprintf(stderr, "moe-bench: CUDA context lost (%s); stopping the sweep\n",
-                            cudaGetErrorString(ce));
-                }
-            }
-            print_case(&c);
-            append_case(&r, &c);
-        }
-    }
-    moe_layer_destroy(r.layer);
-    void *bufs[] = {r.ws, r.w.w1.data, r.w.w2.data, r.w.w1_scales.data, r.w.w2_scales.data,
-                    r.w.router_bias.data, r.x, r.logits, r.out, r.ids, r.rw};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        if (bufs[i]) cudaFree(bufs[i]);
-    return alive;
-}
-
-static int run_layer_sweep(const options *o) {
-    long ts[MAX_TOKEN_COUNTS];
-    int nt = 0;
-    if (o->tokens) ts[nt++] = o->tokens;
-    else if (!parse_tokens_list(o->tokens_list ? o->tokens_list : "1,32,512,4096", ts, &nt))
-        return 2;
-    const bench_preset *only = NULL;
-    if (o->preset && !(only = bench_find_preset(o->preset))) {
-        fprintf(stderr, "moe-bench: unknown preset %s (see --list)\n", o->preset);
-        return 2;
-    }
-    on_gpu = 1;
-    moe_context *ctx = NULL;
-    moe_status s = moe_context_create(&ctx, MOE_BACKEND_CUDA, 0);
-    if (s) return fail("moe_context_create", s);
-    int dev = 0;
-    struct cudaDeviceProp prop;
-    cuda_or_die(cudaGetDevice(&dev), "cudaGetDevice");
-    cuda_or_die(cudaGetDeviceProperties(&prop, dev), "cudaGetDeviceProperties");
-
-    double read_bps = moe_bench_read_bandwidth();
-    const char *read_src = "read kernel over 2 GiB, best of 10 (bench/read_bw.cu)";
-    if (read_bps <= 0) {
-        read_bps = FALLBACK_READ_BPS;
-        read_src = "fallback: docs/ANCHORS.md's H100 figure (the read kernel failed)";
-        fprintf(stderr, "moe-bench: read bandwidth not measured; using %.0f GB/s\n", read_bps / 1e9);
-    }
-    int max_iters = o->iters ? o->iters : 20;
-    layer_timer lt;
-    memset(&lt, 0, sizeof lt);
-    lt.max_iters = max_iters;
-    size_t nev = (size_t)max_iters * (MOE_STEP_COUNT * 2 + 2);
-    lt.ev = xmalloc(nev * sizeof *lt.ev);
-    lt.ran = xmalloc((size_t)max_iters * MOE_STEP_COUNT);
-    for (size_t i = 0; i < nev; i++) cuda_or_die(cudaEventCreate(&lt.ev[i]), "cudaEventCreate");
-    cuda_or_die(cudaStreamCreateWithFlags(&lt.stream, cudaStreamNonBlocking), "cudaStreamCreate");
-    void *flush = dev_alloc(FLUSH_BYTES);
-
-    char date[32];
-    time_t now = time(NULL);
-    struct tm tmv;
-    gmtime_r(&now, &tmv);
-    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-    const char *commit = getenv("MOE_COMMIT");
-#ifdef MOE_HAVE_NVTX
-    const int nvtx = 1;
-#else
-    const int nvtx = 0;
-#endif
-    json_path = o->json;
-    jappend("{\"libmoe\": ");
-    jstring(moe_version());
-    jappend(", \"commit\": ");
-    if (commit && *commit) jstring(commit);
-    else jappend("null");
-    jappend(", \"gpu\": ");
-    jstring(prop.name);
-    jappend(", \"sm_count\": %d, \"date\": \"%s\", \"read_bw_Bps\": %.0f, \"read_bw_GBps\": %.1f, "
-            "\"read_bw_source\": ",
-            prop.multiProcessorCount, date, read_bps, read_bps / 1e9);
-    jstring(read_src);
-    jappend(", \"max_iters\": %d, \"warmup_iters\": %d, \"l2_flush_bytes\": %zu, \"seed\": %llu, "
-            "\"nvtx\": %s, \"method\": ",
-            max_iters, WARMUP_ITERS, FLUSH_BYTES, o->seed, nvtx ? "true" : "false");
-    jstring("CUDA events; L2 flushed before each timed call; eager: median over forwards of the "
-            "event pair around moe_layer_forward, steps from the step hook's events; graph: "
-            "median over replays of one forward captured on a non-default stream (its output "
-            "compared bit for bit with the eager one: graph_mismatch); floor: "
-            "touched experts' weight bytes / read_bw; glue: eager total - gemm1 - gemm2");
-    json_header_len = jlen;
-    write_layer_json();
-
-    printf("libmoe %s | %s (%d SMs) | read %.0f GB/s (%s) | %s\n", moe_version(), prop.name,
-           prop.multiProcessorCount, read_bps / 1e9, read_bps == FALLBACK_READ_BPS ? "fallback" : "measured",
-           date);
-    printf("times in us, medians over up to %d iterations (L2 flushed before each); steps from the "
-           "eager forwards; glue = eager - gemm1 - gemm2; floor = touched experts' weights / read "
-           "bandwidth\n", max_iters);
-
-    int both = !strcmp(o->weights, "both");
-    int alive = 1;
-    double t0 = now_ms();
-    for (int f = 0; f < 2 && alive; f++) {
-        int fp8 = f == 0;
-        if (!both && fp8 != !strcmp(o->weights, "fp8")) continue;
-        for (size_t i = 0; i < sizeof bench_presets / sizeof bench_presets[0] && alive; i++) {
-            const bench_preset *p = &bench_presets[i];
-            if (only ? p != only : !strcmp(p->name, "tiny")) continue;
-            alive = run_preset(o, ctx, p, (int)i, fp8, ts, nt, &lt, flush, read_bps);
-        }
-    }
-    printf("\nsweep: %.1f s%s%s\n", (now_ms() - t0) / 1e3, o->json ? "; JSON in " : "",
-           o->json ? o->json : "");
-    for (size_t i = 0; i < nev; i++) cudaEventDestroy(lt.ev[i]);
-    cudaStreamDestroy(lt.stream);
-    cudaFree(flush);
-    free(lt.ev), free(lt.ran), free(jbuf);
-    moe_context_destroy(ctx);
-    return alive ? 0 : 1;
-}
-
-#endif /* MOE_HAVE_CUDA */
-
-int main(int argc, char **argv) {
-    options o;
-    if (!parse(argc, argv, &o)) {
-        usage(stderr);
-        return 2;
-    }
-    if (o.layer) {
-        if (!strcmp(o.backend, "cpu")) {
-            fprintf(stderr, "moe-bench: --layer times the layer on a GPU; it has no CPU mode\n");
-            return 2;
-        }
-#ifdef MOE_HAVE_CUDA
-        if (!moe_backend_available(MOE_BACKEND_CUDA)) {
-            fprintf(stderr, "moe-bench: --layer needs a GPU, and the CUDA backend found none\n");
-            return 2;
-        }
-        return run_layer_sweep(&o);
-#else
-        fprintf(stderr, "moe-bench: --layer needs a GPU, and this build has no CUDA backend "
-                        "(configure with -DMOE_CUDA=ON)\n");
-        return 2;
-#endif
-    }
+static int run_single(options *o) {
     moe_backend backend = MOE_BACKEND_CPU;
-    if (!strcmp(o.backend, "cuda") ||
-        (!strcmp(o.backend, "auto") && moe_backend_available(MOE_BACKEND_CUDA)))
+    if (!strcmp(o->backend, "cuda") ||
+        (!strcmp(o->backend, "auto") && moe_backend_available(MOE_BACKEND_CUDA)))
         backend = MOE_BACKEND_CUDA;
-    else if (strcmp(o.backend, "cpu") && strcmp(o.backend, "auto")) {
+    else if (strcmp(o->backend, "cpu") && strcmp(o->backend, "auto")) {
         fprintf(stderr, "moe-bench: --backend must be auto, cpu or cuda\n");
         return 2;
     }
-    on_gpu = backend == MOE_BACKEND_CUDA;
+    int on_gpu = backend == MOE_BACKEND_CUDA;
+    set_buffers_on_gpu(on_gpu);
 #ifndef MOE_HAVE_CUDA
     if (on_gpu) {
         fprintf(stderr, "moe-bench: this build has no CUDA backend\n");
         return 1;
     }
 #endif
-    if (!o.preset) o.preset = on_gpu ? "deepseek-v3" : "qwen3-30b-a3b";
-    if (!o.tokens) o.tokens = on_gpu ? 128 : 16;
-    if (!o.iters) o.iters = on_gpu ? 20 : 3;
-    const bench_preset *p = bench_find_preset(o.preset);
+    if (!o->preset) o->preset = on_gpu ? "deepseek-v3" : "qwen3-30b-a3b";
+    if (!o->tokens) o->tokens = on_gpu ? 128 : 16;
+    if (!o->iters) o->iters = on_gpu ? 20 : 3;
+    const bench_preset *p = bench_find_preset(o->preset);
     if (!p) {
-        fprintf(stderr, "moe-bench: unknown preset %s (see --list)\n", o.preset);
+        fprintf(stderr, "moe-bench: unknown preset %s (see --list)\n", o->preset);
         return 2;
     }
     moe_layer_config cfg = p->cfg;
-    int fp8 = !strcmp(o.weights, "fp8");
+    int fp8 = !strcmp(o->weights, "fp8");
     cfg.weights = fp8 ? MOE_WEIGHTS_FP8_BLOCKWISE : MOE_WEIGHTS_BF16;
-    int64_t e = cfg.num_experts + cfg.num_shared, h = cfg.hidden, in = cfg.intermediate;
-    int64_t t = o.tokens;
-    rng_state = o.seed;
+    int64_t h = cfg.hidden, in = cfg.intermediate;
+    int64_t t = o->tokens;
+    random_seed(o->seed);
 
     moe_context *ctx = NULL;
     moe_status s = moe_context_create(&ctx, backend, 0);
-    if (s) return fail("moe_context_create", s);
+    if (s) return report_moe_failure("moe_context_create", s);
 
     double t0 = now_ms();
     moe_layer_weights w;
     memset(&w, 0, sizeof w);
-    moe_dtype wt = fp8 ? MOE_DTYPE_E4M3 : MOE_DTYPE_BF16;
-    size_t n1 = (size_t)(e * 2 * in * h), n2 = (size_t)(e * h * in);
-    if (fp8) {
-        size_t s1 = (size_t)(e * 2 * in * h / 16384), s2 = (size_t)(e * h * in / 16384);
-        w.w1 = moe_tensor_3d(rand_e4m3(n1), wt, e, 2 * in, h);
-        w.w2 = moe_tensor_3d(rand_e4m3(n2), wt, e, h, in);
-        w.w1_scales = moe_tensor_3d(rand_f32(s1, 1.0f / sqrtf((float)h), 2.0f / sqrtf((float)h)),
-                                    MOE_DTYPE_F32, e, 2 * in / 128, h / 128);
-        w.w2_scales = moe_tensor_3d(rand_f32(s2, 1.0f / sqrtf((float)in), 2.0f / sqrtf((float)in)),
-                                    MOE_DTYPE_F32, e, h / 128, in / 128);
-    } else {
-        w.w1 = moe_tensor_3d(rand_bf16(n1, 1.7f / sqrtf((float)h)), wt, e, 2 * in, h);
-        w.w2 = moe_tensor_3d(rand_bf16(n2, 1.7f / sqrtf((float)in)), wt, e, h, in);
-    }
+    size_t weight_bytes = random_expert_weights(&cfg, &w);
     if (cfg.routing == MOE_ROUTING_GROUPED_SIGMOID)
         w.router_bias = moe_tensor_1d(rand_f32((size_t)cfg.num_experts, -0.05f, 0.05f),
                                       MOE_DTYPE_F32, cfg.num_experts);
@@ -1044,31 +220,31 @@ int main(int argc, char **argv) {
 
     moe_layer *layer = NULL;
     s = moe_layer_create(&layer, ctx, &cfg, &w);
-    if (s) return fail("moe_layer_create", s);
+    if (s) return report_moe_failure("moe_layer_create", s);
     size_t ws_bytes = 0;
     s = moe_layer_workspace_size(layer, t, &ws_bytes);
-    if (s) return fail("moe_layer_workspace_size", s);
+    if (s) return report_moe_failure("moe_layer_workspace_size", s);
     void *ws = to_backend(xmalloc(ws_bytes), ws_bytes);
 
     step_times st;
     memset(&st, 0, sizeof st);
-    st.ms = xmalloc(sizeof(double) * (size_t)(o.iters * MOE_STEP_COUNT));
-    double *total = xmalloc(sizeof(double) * (size_t)o.iters);
+    st.ms = xmalloc(sizeof(double) * (size_t)(o->iters * MOE_STEP_COUNT));
+    double *total = xmalloc(sizeof(double) * (size_t)o->iters);
 #ifdef MOE_HAVE_CUDA
     if (on_gpu) {
         for (int k = 0; k < MOE_STEP_COUNT; k++)
             for (int j = 0; j < 2; j++) cuda_or_die(cudaEventCreate(&st.ev[k][j]), "cudaEventCreate");
         /* warm-up: module loading and first-touch stay out of the numbers */
         s = moe_layer_forward(layer, &x, &logits, NULL, NULL, &out, ws, ws_bytes, NULL);
-        if (s) return fail("moe_layer_forward", s);
+        if (s) return report_moe_failure("moe_layer_forward", s);
         cuda_or_die(cudaDeviceSynchronize(), "warm-up");
     }
 #endif
     moe_layer_set_step_hook(layer, on_step, &st);
-    for (st.iter = 0; st.iter < o.iters; st.iter++) {
+    for (st.iter = 0; st.iter < o->iters; st.iter++) {
         double a = now_ms();
         s = moe_layer_forward(layer, &x, &logits, NULL, NULL, &out, ws, ws_bytes, NULL);
-        if (s) return fail("moe_layer_forward", s);
+        if (s) return report_moe_failure("moe_layer_forward", s);
         collect_steps(&st);
         total[st.iter] = now_ms() - a;
     }
@@ -1081,34 +257,34 @@ int main(int argc, char **argv) {
         sum += v;
         sum_abs += fabs(v);
     }
-    double weight_mb = (double)(n1 + n2) * moe_dtype_size(wt) / 1e6;
+    double weight_mb = (double)weight_bytes / 1e6;
     printf("libmoe %s | backend %s | %s (%s) | E=%d k=%d H=%lld I=%lld S=%d | %s weights | T=%lld\n",
            moe_version(), backend == MOE_BACKEND_CPU ? "cpu" : "cuda", p->name, p->model,
            (int)cfg.num_experts, (int)cfg.topk, (long long)h, (long long)in, (int)cfg.num_shared,
-           o.weights, (long long)t);
+           o->weights, (long long)t);
     printf("weights: %.1f MB, generated in %.0f ms; workspace %.1f MB\n", weight_mb, gen_ms,
            (double)ws_bytes / 1e6);
     printf("%-10s %12s %7s\n", "step", "ms (median)", "share");
-    double med_total = median(total, o.iters), step_ms[MOE_STEP_COUNT];
-    double *col = xmalloc(sizeof(double) * (size_t)o.iters);
+    double med_total = median(total, o->iters), step_ms[MOE_STEP_COUNT];
+    double *col = xmalloc(sizeof(double) * (size_t)o->iters);
     for (int k = 0; k < MOE_STEP_COUNT; k++) {
-        for (int i = 0; i < o.iters; i++) col[i] = st.ms[i * MOE_STEP_COUNT + k];
-        step_ms[k] = median(col, o.iters);
+        for (int i = 0; i < o->iters; i++) col[i] = st.ms[i * MOE_STEP_COUNT + k];
+        step_ms[k] = median(col, o->iters);
         printf("%-10s %12.3f %6.1f%%\n", moe_layer_step_name((moe_layer_step)k), step_ms[k],
                med_total > 0 ? 100.0 * step_ms[k] / med_total : 0.0);
     }
-    printf("%-10s %12.3f   (median of %d)\n", "total", med_total, o.iters);
+    printf("%-10s %12.3f   (median of %d)\n", "total", med_total, o->iters);
     printf("checksum: sum %.6e  sum|x| %.6e\n", sum, sum_abs);
-    if (o.json) {
-        FILE *f = fopen(o.json, "w");
+    if (o->json) {
+        FILE *f = fopen(o->json, "w");
         if (!f) {
-            fprintf(stderr, "moe-bench: cannot write %s\n", o.json);
+            fprintf(stderr, "moe-bench: cannot write %s\n", o->json);
             return 1;
         }
         fprintf(f, "{\"version\": \"%s\", \"backend\": \"%s\", \"preset\": \"%s\", \"weights\": \"%s\", "
                    "\"tokens\": %lld, \"iters\": %d, \"seed\": %llu, \"total_ms\": %.6f, \"steps_ms\": {",
-                moe_version(), backend == MOE_BACKEND_CPU ? "cpu" : "cuda", p->name, o.weights,
-                (long long)t, o.iters, o.seed, med_total);
+                moe_version(), backend == MOE_BACKEND_CPU ? "cpu" : "cuda", p->name, o->weights,
+                (long long)t, o->iters, o->seed, med_total);
         for (int k = 0; k < MOE_STEP_COUNT; k++)
             fprintf(f, "%s\"%s\": %.6f", k ? ", " : "", moe_layer_step_name((moe_layer_step)k), step_ms[k]);
         fprintf(f, "}, \"checksum\": {\"sum\": %.9e, \"sum_abs\": %.9e}}\n", sum, sum_abs);
@@ -1120,6 +296,36 @@ int main(int argc, char **argv) {
     void *bufs[] = {ws, w.w1.data, w.w2.data, w.w1_scales.data, w.w2_scales.data,
                     w.router_bias.data, x.data, logits.data, out.data};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        if (bufs[i]) buf_free(bufs[i]);
+        if (bufs[i]) buffer_free(bufs[i]);
     return 0;
+}
+
+int main(int argc, char **argv) {
+    options o;
+    if (!parse(argc, argv, &o)) {
+        usage(stderr);
+        return 2;
+    }
+    if (!o.layer) return run_single(&o);
+    if (!strcmp(o.backend, "cpu")) {
+        fprintf(stderr, "moe-bench: --layer times the layer on a GPU; it has no CPU mode\n");
+        return 2;
+    }
+#ifdef MOE_HAVE_CUDA
+    if (!moe_backend_available(MOE_BACKEND_CUDA)) {
+        fprintf(stderr, "moe-bench: --layer needs a GPU, and the CUDA backend found none\n");
+        return 2;
+    }
+    long ts[MAX_TOKEN_COUNTS];
+    int nt = 0;
+    if (o.tokens) ts[nt++] = o.tokens;
+    else if (!parse_tokens_list(o.tokens_list ? o.tokens_list : "1,32,512,4096", ts, &nt))
+        return 2;
+    layer_sweep_options sweep = {o.preset, o.weights, o.json, ts, nt, o.iters, o.seed};
+    return run_layer_sweep(&sweep);
+#else
+    fprintf(stderr, "moe-bench: --layer needs a GPU, and this build has no CUDA backend "
+                    "(configure with -DMOE_CUDA=ON)\n");
+    return 2;
+#endif
 }
