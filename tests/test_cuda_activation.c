@@ -25,97 +25,8 @@
 #include <string.h>
 
 #include "harness.h"
+#include "guarded_buffer.h"
 #include "quant_ref.h"
-
-/* ---------------------------------------------------------------- guarded buffers */
-
-#define GUARD_BYTES 64
-#define FILL_A 0xFF /* the harness's poison: NaN in every float format */
-#define FILL_B 0x3C /* a second prefill, a finite value in every format */
-
-/* A [rows, cols] tensor with row stride ld, lead bytes into a buffer that ends
- * GUARD_BYTES after its last row. */
-typedef struct gbuf {
-    moe_tensor whole; /* the buffer as 1-D bytes */
-    moe_tensor view;  /* the tensor an op sees */
-    size_t lead;
-} gbuf;
-
-static gbuf gbuf_host(moe_dtype dtype, int64_t rows, int64_t cols, int64_t ld, size_t lead,
-                      int fill) {
-    size_t es = moe_dtype_size(dtype);
-    size_t bytes = lead + (size_t)(rows * ld) * es + GUARD_BYTES;
-    gbuf b;
-    b.whole = test_tensor1(MOE_DTYPE_E4M3, (int64_t)bytes);
-    memset(b.whole.data, fill, bytes);
-    b.lead = lead;
-    memset(&b.view, 0, sizeof b.view);
-    b.view.data = (uint8_t *)b.whole.data + lead;
-    b.view.dtype = dtype;
-    b.view.rank = 2;
-    b.view.shape[0] = rows;
-    b.view.shape[1] = cols;
-    b.view.stride[0] = ld;
-    b.view.stride[1] = 1;
-    return b;
-}
-
-static gbuf gbuf_to_device(const gbuf *h) {
-    gbuf d = *h;
-    d.whole = test_to_device(&h->whole);
-    d.view.data = (uint8_t *)d.whole.data + h->lead;
-    return d;
-}
-
-static gbuf gbuf_device(moe_dtype dtype, int64_t rows, int64_t cols, int64_t ld, size_t lead,
-                        int fill) {
-    gbuf h = gbuf_host(dtype, rows, cols, ld, lead, fill);
-    return gbuf_to_device(&h);
-}
-
-static gbuf gbuf_fetch(const gbuf *d) {
-    gbuf h = gbuf_host(d->view.dtype, d->view.shape[0], d->view.shape[1], d->view.stride[0],
-                       d->lead, 0);
-    test_to_host(&d->whole, &h.whole);
-    return h;
-}
-
-/* Whether byte i of the buffer belongs to one of the first `written` columns of a row. */
-static int in_written(const gbuf *b, size_t i, int64_t written) {
-    size_t es = moe_dtype_size(b->view.dtype), row = (size_t)b->view.stride[0] * es;
-    if (i < b->lead || row == 0) return 0;
-    size_t o = i - b->lead;
-    return (int64_t)(o / row) < b->view.shape[0] && (int64_t)(o % row / es) < written;
-}
-
-static const uint8_t *elem_at(const gbuf *b, int64_t r, int64_t c) {
-    size_t es = moe_dtype_size(b->view.dtype);
-    return (const uint8_t *)b->view.data + (size_t)(r * b->view.stride[0] + c) * es;
-}
-
-/* Bytes outside the written columns that no longer hold fill. */
-static int64_t touched_outside(const gbuf *b, int64_t written, int fill) {
-    const uint8_t *p = b->whole.data;
-    int64_t n = 0;
-    for (size_t i = 0; i < (size_t)b->whole.shape[0]; i++)
-        n += !in_written(b, i, written) && p[i] != (uint8_t)fill;
-    return n;
-}
-
-/* The run into FILL_B buffers wrote the FILL_A run's bytes and nothing else. */
-static void check_second_run(const gbuf *b_run, const gbuf *a_run, int64_t written,
-                             const char *what, const char *name) {
-    size_t es = moe_dtype_size(b_run->view.dtype);
-    int64_t differ = 0;
-    for (int64_t r = 0; r < b_run->view.shape[0]; r++)
-        for (int64_t c = 0; c < written; c++)
-            differ += memcmp(elem_at(b_run, r, c), elem_at(a_run, r, c), es) != 0;
-    int64_t touched = touched_outside(b_run, written, FILL_B);
-    CHECK(differ == 0 && touched == 0,
-          "%s: %s: %lld elements depend on the prefill (left unwritten), %lld bytes outside "
-          "the output written",
-          what, name, (long long)differ, (long long)touched);
-}
 
 /* ---------------------------------------------------------------- inputs */
 
@@ -199,7 +110,7 @@ static void run_silu(moe_context *gpu, const silu_case *sc) {
     for (int64_t r = 0; r < m; r++)
         for (int64_t c = 0; c < i; c++) {
             int exact;
-            if (!silu_close(sc->out, elem_at(&oa_h, r, c), elem_at(&oc, r, c), &exact) &&
+            if (!silu_close(sc->out, gbuf_elem(&oa_h, r, c), gbuf_elem(&oc, r, c), &exact) &&
                 bad++ == 0)
                 fr = r, fc = c;
             inexact += !exact;
@@ -208,8 +119,8 @@ static void run_silu(moe_context *gpu, const silu_case *sc) {
            w = fr >= 0 ? test_get(&oc.view, fr, fc, 0) : 0.0;
     CHECK(bad == 0, "%s: %lld of %lld outside the expf tolerance, first (%lld, %lld): %.9g, "
           "CPU %.9g", what, (long long)bad, (long long)(m * i), (long long)fr, (long long)fc, g, w);
-    CHECK(touched_outside(&oa_h, i, FILL_A) == 0, "%s: bytes outside out written", what);
-    check_second_run(&ob_h, &oa_h, i, what, "out");
+    CHECK(gbuf_touched_outside(&oa_h, i, FILL_A) == 0, "%s: bytes outside out written", what);
+    gbuf_check_second_run(&ob_h, &oa_h, i, what, "out");
     if (inexact)
         printf("  note: %s: %lld of %lld outputs differ from the CPU's (expf), all within "
                "tolerance\n",
@@ -297,8 +208,8 @@ static void run_fused(moe_context *gpu, const fused_case *fc) {
         for (int64_t j = 0; j < groups; j++) {
             int64_t c0 = j * fc->group;
             float sg, sw;
-            memcpy(&sg, row_major ? elem_at(&sa_h, r, j) : elem_at(&sa_h, j, r), 4);
-            memcpy(&sw, row_major ? elem_at(&sc, r, j) : elem_at(&sc, j, r), 4);
+            memcpy(&sg, row_major ? gbuf_elem(&sa_h, r, j) : gbuf_elem(&sa_h, j, r), 4);
+            memcpy(&sw, row_major ? gbuf_elem(&sc, r, j) : gbuf_elem(&sc, j, r), 4);
             int flip = 0;
             if (memcmp(&sg, &sw, 4) != 0) {
                 float amax = 0.0f;
@@ -320,7 +231,7 @@ static void run_fused(moe_context *gpu, const fused_case *fc) {
                 }
             }
             for (int64_t c = c0; c < c0 + fc->group; c++) {
-                uint8_t cg = *elem_at(&qa_h, r, c), cw = *elem_at(&qc, r, c);
+                uint8_t cg = *gbuf_elem(&qa_h, r, c), cw = *gbuf_elem(&qc, r, c);
                 if (cg == cw || ((cg & 0x7fu) == 0x7fu && (cw & 0x7fu) == 0x7fu)) continue;
                 /* the GPU's code must round the CPU's value by the GPU's scale */
                 double v = test_get(&y.view, r, c, 0) / (double)sg;
@@ -339,10 +250,10 @@ static void run_fused(moe_context *gpu, const fused_case *fc) {
           "at a midpoint (of %lld); first: %s",
           what, (long long)scale_bad, (long long)code_bad, (long long)code_inexact, (long long)n,
           first);
-    CHECK(touched_outside(&qa_h, i, FILL_A) == 0 && touched_outside(&sa_h, s_written, FILL_A) == 0,
+    CHECK(gbuf_touched_outside(&qa_h, i, FILL_A) == 0 && gbuf_touched_outside(&sa_h, s_written, FILL_A) == 0,
           "%s: bytes outside q or the scales written (col-major padding included)", what);
-    check_second_run(&qb_h, &qa_h, i, what, "codes");
-    check_second_run(&sb_h, &sa_h, s_written, what, "scales");
+    gbuf_check_second_run(&qb_h, &qa_h, i, what, "codes");
+    gbuf_check_second_run(&sb_h, &sa_h, s_written, what, "scales");
     if (scale_inexact || flipped || code_inexact)
         printf("  note: %s: %lld scales 1e-6-close, %lld ue8m0 scales one power of two apart, "
                "%lld codes one step apart at a midpoint, of %lld codes (expf)\n",

@@ -20,75 +20,10 @@
 
 #include "../src/cuda/fp8_code.h"
 #include "harness.h"
+#include "guarded_buffer.h"
 #include "quant_ref.h"
 
-/* ---------------------------------------------------------------- guarded buffers */
-
-#define GUARD_BYTES 64
-#define FILL_A 0xFF /* the harness's poison: NaN in every float format */
-#define FILL_B 0x3C /* a second prefill, a finite value in every format */
-
-/* A [rows, cols] tensor with row stride ld, lead bytes into a buffer that ends
- * GUARD_BYTES after its last row. */
-typedef struct gbuf {
-    moe_tensor whole; /* the buffer as 1-D bytes */
-    moe_tensor view;  /* the tensor an op sees */
-    size_t lead;
-} gbuf;
-
-static gbuf gbuf_host(moe_dtype dtype, int64_t rows, int64_t cols, int64_t ld, size_t lead,
-                      int fill) {
-    size_t es = moe_dtype_size(dtype);
-    size_t bytes = lead + (size_t)(rows * ld) * es + GUARD_BYTES;
-    gbuf b;
-    b.whole = test_tensor1(MOE_DTYPE_E4M3, (int64_t)bytes);
-    memset(b.whole.data, fill, bytes);
-    b.lead = lead;
-    memset(&b.view, 0, sizeof b.view);
-    b.view.data = (uint8_t *)b.whole.data + lead;
-    b.view.dtype = dtype;
-    b.view.rank = 2;
-    b.view.shape[0] = rows;
-    b.view.shape[1] = cols;
-    b.view.stride[0] = ld;
-    b.view.stride[1] = 1;
-    return b;
-}
-
-static gbuf gbuf_to_device(const gbuf *h) {
-    gbuf d = *h;
-    d.whole = test_to_device(&h->whole);
-    d.view.data = (uint8_t *)d.whole.data + h->lead;
-    return d;
-}
-
-/* A device buffer of that layout, every byte fill. */
-static gbuf gbuf_device(moe_dtype dtype, int64_t rows, int64_t cols, int64_t ld, size_t lead,
-                        int fill) {
-    gbuf h = gbuf_host(dtype, rows, cols, ld, lead, fill);
-    return gbuf_to_device(&h);
-}
-
-/* The bytes of a device buffer, synchronised, in a host buffer of the same layout. */
-static gbuf gbuf_fetch(const gbuf *d) {
-    gbuf h = gbuf_host(d->view.dtype, d->view.shape[0], d->view.shape[1], d->view.stride[0],
-                       d->lead, 0);
-    test_to_host(&d->whole, &h.whole);
-    return h;
-}
-
-/* Whether byte i of the buffer belongs to one of the first `written` columns of a row. */
-static int in_written(const gbuf *b, size_t i, int64_t written) {
-    size_t es = moe_dtype_size(b->view.dtype), row = (size_t)b->view.stride[0] * es;
-    if (i < b->lead || row == 0) return 0;
-    size_t o = i - b->lead;
-    return (int64_t)(o / row) < b->view.shape[0] && (int64_t)(o % row / es) < written;
-}
-
-static const uint8_t *elem_at(const gbuf *b, int64_t r, int64_t c) {
-    size_t es = moe_dtype_size(b->view.dtype);
-    return (const uint8_t *)b->view.data + (size_t)(r * b->view.stride[0] + c) * es;
-}
+/* ---------------------------------------------------------------- buffer checks */
 
 /* Whether an element is a NaN of its dtype (e4m3: 0x7f / 0xff). */
 static int elem_nan(moe_dtype dtype, const uint8_t *p) {
@@ -119,40 +54,23 @@ static void check_buffers(const gbuf *got, const gbuf *want, int64_t written, in
     size_t first_byte = 0;
     for (int64_t r = 0; r < got->view.shape[0]; r++)
         for (int64_t c = 0; c < written; c++) {
-            const uint8_t *a = elem_at(got, r, c), *b = elem_at(want, r, c);
+            const uint8_t *a = gbuf_elem(got, r, c), *b = gbuf_elem(want, r, c);
             int ok = exact ? memcmp(a, b, es) == 0 : same_or_nan(dt, a, b);
             if (!ok && bad_in++ == 0) first_r = r, first_c = c;
         }
     const uint8_t *ga = got->whole.data, *wa = want->whole.data;
     for (size_t i = 0; i < (size_t)got->whole.shape[0]; i++)
-        if (!in_written(got, i, written) && ga[i] != wa[i] && bad_out++ == 0) first_byte = i;
+        if (!gbuf_in_written(got, i, written) && ga[i] != wa[i] && bad_out++ == 0) first_byte = i;
     uint32_t gv = 0, wv = 0;
     if (bad_in) {
-        memcpy(&gv, elem_at(got, first_r, first_c), es);
-        memcpy(&wv, elem_at(want, first_r, first_c), es);
+        memcpy(&gv, gbuf_elem(got, first_r, first_c), es);
+        memcpy(&wv, gbuf_elem(want, first_r, first_c), es);
     }
     CHECK(bad_in == 0 && bad_out == 0,
           "%s: %s: %lld elements differ (first (%lld, %lld): 0x%x, want 0x%x), %lld bytes "
           "outside them differ (first at byte %zu)",
           what, name, (long long)bad_in, (long long)first_r, (long long)first_c, gv, wv,
           (long long)bad_out, first_byte);
-}
-
-/* The second run (prefill FILL_B) wrote the first run's bytes and nothing else. */
-static void check_second_run(const gbuf *b_run, const gbuf *a_run, int64_t written,
-                             const char *what, const char *name) {
-    size_t es = moe_dtype_size(b_run->view.dtype);
-    int64_t differ = 0, touched = 0;
-    for (int64_t r = 0; r < b_run->view.shape[0]; r++)
-        for (int64_t c = 0; c < written; c++)
-            differ += memcmp(elem_at(b_run, r, c), elem_at(a_run, r, c), es) != 0;
-    const uint8_t *p = b_run->whole.data;
-    for (size_t i = 0; i < (size_t)b_run->whole.shape[0]; i++)
-        touched += !in_written(b_run, i, written) && p[i] != FILL_B;
-    CHECK(differ == 0 && touched == 0,
-          "%s: %s: %lld elements depend on the prefill (left unwritten), %lld bytes outside "
-          "the output written",
-          what, name, (long long)differ, (long long)touched);
 }
 
 /* ---------------------------------------------------------------- host: the device math */
@@ -344,8 +262,8 @@ static void run_fp8_case(moe_context *gpu, const fp8_case *fc) {
          sb_h = gbuf_fetch(&sb);
     check_buffers(&qa_h, &qc, k, 0, what, "codes");
     check_buffers(&sa_h, &sc, s_written, 1, what, "scales");
-    check_second_run(&qb_h, &qa_h, k, what, "codes");
-    check_second_run(&sb_h, &sa_h, s_written, what, "scales");
+    gbuf_check_second_run(&qb_h, &qa_h, k, what, "codes");
+    gbuf_check_second_run(&sb_h, &sa_h, s_written, what, "scales");
 
     /* dequantise the CPU's codes and scales on both backends */
     gbuf qcd = gbuf_to_device(&qc), scd = gbuf_to_device(&sc);
@@ -359,7 +277,7 @@ static void run_fp8_case(moe_context *gpu, const fp8_case *fc) {
     CHECK_OK(moe_dequant_fp8_group(gpu, &qcd.view, &scd.view, &p, &ob.view, NULL));
     gbuf oa_h = gbuf_fetch(&oa), ob_h = gbuf_fetch(&ob);
     check_buffers(&oa_h, &oc, k, 0, what, "dequantised");
-    check_second_run(&ob_h, &oa_h, k, what, "dequantised");
+    gbuf_check_second_run(&ob_h, &oa_h, k, what, "dequantised");
 }
 
 static fp8_case fp8_base(moe_dtype dtype, int64_t m, int64_t k, int32_t group) {
