@@ -29,6 +29,7 @@ FLOOR_FACTOR, FLOOR_SLACK_US = 1.15, 10.0
 SPEEDUP_T, SPEEDUP_GOAL = 4096, 3.0
 GLUE_GOAL_PCT = 15.0
 TORCH_KEY = re.compile(r"^dsv3(\+shared)? layer (fp8rowwise|bf16) T=(\d+) \(eager us, graph us\)$")
+TORCH_MEMSET_KEY = re.compile(r"^dsv3(\+shared)? layer (fp8rowwise|bf16) T=(\d+) graph us, memset flush$")
 TORCH_DTYPE = {"fp8": "fp8rowwise", "bf16": "bf16"}
 
 
@@ -67,6 +68,9 @@ def torch_times(doc):
         m = TORCH_KEY.match(key)
         if m and isinstance(v, (list, tuple)) and len(v) == 2:
             times[(bool(m.group(1)), m.group(2), int(m.group(3)))] = (float(v[0]), float(v[1]))
+        m = TORCH_MEMSET_KEY.match(key)
+        if m and isinstance(v, (int, float)):
+            times[("memset", bool(m.group(1)), m.group(2), int(m.group(3)))] = float(v)
     return times
 
 
@@ -102,6 +106,8 @@ def join(cases, ttimes, weights):
             "steps_us": steps, "gemm_us": gemm,
             "glue_pct_eager": c.get("glue_pct"),
             "glue_pct_graph": (100.0 * (graph - gemm) / graph) if graph and gemm is not None else None,
+            "libmoe_graph_memset_us": c.get("graph_memset_flush_us"),
+            "torch_graph_memset_us": ttimes.get(("memset", False, TORCH_DTYPE[weights], t)),
             "error": c.get("error"), "graph_mismatch": c.get("graph_mismatch"),
             "out_nonfinite": c.get("out_nonfinite"),
         }
@@ -150,16 +156,20 @@ def touched_text(r):
 def print_table(rows, weights, tor_label):
     kind = "fp8, 128x128 / 1x128 block scales" if weights == "fp8" else weights
     print(f"\nDeepSeek-V3 layer, libmoe ({kind}) vs torch {tor_label}: us, CUDA-graph "
-          f"replay medians; speedup = torch / libmoe; floor = touched experts' weights / read bw; touched: libmoe "
+          f"replay medians, L2 flushed by a read ('mset': by a memset, do_bench's way); "
+          f"speedup = torch / libmoe; floor = touched experts' weights / read bw; touched: libmoe "
           f"(shared expert included) / torch (routed only)")
     print(f"{'T':>5} {'libmoe':>9} {'torch':>9} {'speedup':>7} {'torch+S':>9} {'spdup+S':>7} "
-          f"{'floor':>8} {'lib/floor':>9} {'glue%gr':>7} {'glue%eg':>7} {'touched':>7}  goals")
+          f"{'floor':>8} {'lib/floor':>9} {'glue%gr':>7} {'glue%eg':>7} {'touched':>7} "
+          f"{'lib mset':>9} {'tor mset':>9}  goals")
     for r in rows:
         print(f"{r['T']:5d} {fmt(r['libmoe_graph_us'], '.1f', 9)} {fmt(r['torch_graph_us'], '.1f', 9)} "
               f"{fmt(r['speedup'], '.2f', 7)} {fmt(r['torch_shared_graph_us'], '.1f', 9)} "
               f"{fmt(r['speedup_vs_shared'], '.2f', 7)} {fmt(r['floor_us'], '.1f', 8)} "
               f"{fmt(r['libmoe_over_floor'], '.2f', 9)} {fmt(r['glue_pct_graph'], '.1f', 7)} "
-              f"{fmt(r['glue_pct_eager'], '.1f', 7)} {touched_text(r):>7}  {check_text(r['checks'])}"
+              f"{fmt(r['glue_pct_eager'], '.1f', 7)} {touched_text(r):>7} "
+              f"{fmt(r['libmoe_graph_memset_us'], '.1f', 9)} {fmt(r['torch_graph_memset_us'], '.1f', 9)}"
+              f"  {check_text(r['checks'])}"
               + (f"  libmoe error: {r['error']}" if r.get("error") else "")
               + (f"  WARNING: graph output != eager in {r['graph_mismatch']} values"
                  if r.get("graph_mismatch") else "")

@@ -3,8 +3,8 @@
  * T in {4096, 8192} Zipf 1.2 skew) and at DeepGEMM's published shapes (contiguous
  * 4 x 8192 rows; masked 1x1024, 2x512, 4x256 through moe_grouped_gemm_masked).
  *
- * Per case: median of ITERS calls, each timed alone with CUDA events after a 256 MB memset
- * that flushes L2; TFLOP/s over 2*M*N*K; GB/s over the bytes that must move once (A and its
+ * Per case: median of ITERS calls, each timed alone with CUDA events after a 256 MB read
+ * that flushes L2 (bench/l2_flush.cu); TFLOP/s over 2*M*N*K; GB/s over the bytes that must move once (A and its
  * scales, the active experts' weights and scales, the output); the floor
  * max(bytes / read bandwidth, flops / dense tensor rate) and the share of it reached.
  * The read bandwidth (a grid-stride read kernel over 4 GiB) and the copy bandwidth
@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "l2_flush.h"
 #include "moe.h"
 
 #define CK(x)                                                                       \
@@ -384,7 +385,6 @@ static int cmp_f(const void *a, const void *b) {
 }
 
 static void *flush_buf;
-static const size_t FLUSH_BYTES = 256u << 20; /* > 5x the H100's 50 MB L2 */
 
 /* Median microseconds of one call with L2 flushed before each; -1 if libmoe refuses. */
 static double time_call(gemm_call *g) {
@@ -393,7 +393,7 @@ static double time_call(gemm_call *g) {
     CK(cudaDeviceSynchronize());
     float ms[ITERS];
     for (int i = 0; i < ITERS; i++) {
-        CK(cudaMemsetAsync(flush_buf, i & 0xff, FLUSH_BYTES, 0));
+        if (moe_bench_flush_l2(flush_buf, 0, NULL) != 0) return -1.0;
         CK(cudaEventRecord(ev0, 0));
         moe_status s = call(g);
         CK(cudaEventRecord(ev1, 0));
@@ -560,7 +560,7 @@ int main(int argc, char **argv) {
     snprintf(header_json, sizeof header_json,
              "\"gpu\": \"%s\", \"read_GBps\": %.1f, \"read_source\": \"%s\", "
              "\"copy_GBps\": %.1f, \"fp8_dense_TFLOPs\": %.0f, \"bf16_dense_TFLOPs\": %.0f, "
-             "\"iters\": %d",
+             "\"iters\": %d, \"l2_flush\": \"read of 256 MB before each call\"",
              prop.name, read_gbps, read_source, copy_gbps, FP8_DENSE_TFLOPS, BF16_DENSE_TFLOPS,
              ITERS);
     write_json();
@@ -571,7 +571,11 @@ int main(int argc, char **argv) {
     printf("%-34s %-4s %6s %4s %10s %8s %8s %9s %7s\n", "case", "type", "M", "act", "us",
            "TFLOP/s", "GB/s", "floor us", "%floor");
 
-    flush_buf = dev_alloc(FLUSH_BYTES);
+    flush_buf = moe_bench_flush_alloc();
+    if (!flush_buf) {
+        fprintf(stderr, "moe-bench-gemm: cannot allocate the L2 flush buffer\n");
+        return 1;
+    }
     make_chunks();
 
     /* routing depends only on (T, skew): drawn once, shared by every dtype and shape */

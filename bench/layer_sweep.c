@@ -8,8 +8,10 @@
  * T use the leading rows) and freed before the next preset. Per T: the routing op on the
  * same logits gives the experts touched (outside any timing); then eager forwards with the
  * step hook's CUDA events and NVTX ranges, and replays of the forward captured in a CUDA
- * graph. L2 is flushed (256 MB memset) before every timed forward or replay, as triton's
- * do_bench does for the torch side; iterations are queued without host synchronisation. */
+ * graph. L2 is flushed before every timed forward or replay by reading 256 MB
+ * (bench/l2_flush.cu); the replays are also timed after a 256 MB memset, triton do_bench's
+ * flush, which leaves ~50 MB of dirty lines for the layer to write back. Iterations are
+ * queued without host synchronisation. */
 #define _POSIX_C_SOURCE 200809L
 #include "layer_sweep.h"
 
@@ -23,13 +25,13 @@
 
 #include "../src/common/formats.h"
 #include "bench_data.h"
+#include "l2_flush.h"
 #include "nvtx_ranges.h"
 #include "presets.h"
 
 /* bench/read_bw.cu: bytes per second a read-only kernel reaches, 0 on failure */
 double moe_bench_read_bandwidth(void);
 
-#define FLUSH_BYTES ((size_t)256 << 20) /* > 5x the H100's 50 MB L2 */
 #define WARMUP_ITERS 3
 #define MODE_BUDGET_MS 400.0 /* eager and graph each: iterations shrink to fit */
 #define MIN_ITERS 5
@@ -147,6 +149,7 @@ typedef struct {
     long t;
     int iters_eager, iters_graph;
     double eager_us, graph_us, step_us[MOE_STEP_COUNT], glue_us, glue_pct;
+    double graph_memset_us; /* replays after a memset flush instead of a read */
     long touched, rows;
     double floor_us, flops;
     /* output checks: eager output's mean |x| and non-finite count; values where the graph
@@ -213,6 +216,26 @@ static int iters_for(double est_us, int max_iters) {
     return n < MIN_ITERS ? (max_iters < MIN_ITERS ? max_iters : MIN_ITERS) : n;
 }
 
+/* Median microseconds of n replays of exec, L2 flushed before each (write: by a memset);
+ * -1 on a CUDA error. */
+static double time_replays(layer_case *c, layer_timer *lt, void *flush, cudaGraphExec_t exec,
+                           int n, int write, const char *range) {
+    for (int i = 0; i < n; i++) {
+        moe_bench_flush_l2(flush, write, lt->stream);
+        cudaEventRecord(*total_event(lt, i, 0), lt->stream);
+        NVTX_PUSH(range);
+        cudaGraphLaunch(exec, lt->stream);
+        NVTX_POP();
+        cudaEventRecord(*total_event(lt, i, 1), lt->stream);
+    }
+    if (!cu_ok(c, cudaStreamSynchronize(lt->stream), "graph replays")) return -1.0;
+    double *g = xmalloc(sizeof(double) * (size_t)n);
+    for (int i = 0; i < n; i++) g[i] = event_us(*total_event(lt, i, 0), *total_event(lt, i, 1));
+    double us = median(g, n);
+    free(g);
+    return us;
+}
+
 static void run_case(layer_run *r, layer_timer *lt, long t, layer_case *c) {
     const moe_layer_config *cfg = &r->cfg;
     int64_t h = cfg->hidden;
@@ -245,7 +268,7 @@ static void run_case(layer_run *r, layer_timer *lt, long t, layer_case *c) {
     memset(lt->ran, 0, (size_t)lt->max_iters * MOE_STEP_COUNT);
     moe_layer_set_step_hook(r->layer, on_layer_step, lt);
     for (lt->iter = 0; lt->iter < n; lt->iter++) {
-        cudaMemsetAsync(r->flush, lt->iter & 0xff, FLUSH_BYTES, lt->stream);
+        moe_bench_flush_l2(r->flush, 0, lt->stream);
         cudaEventRecord(*total_event(lt, lt->iter, 0), lt->stream);
         NVTX_PUSH(range);
         moe_status s = moe_layer_forward(r->layer, &x, &logits, NULL, NULL, &out, r->ws,
@@ -314,19 +337,9 @@ static void run_case(layer_run *r, layer_timer *lt, long t, layer_case *c) {
     cudaMemsetAsync(r->out, 0xff, nout * 2, lt->stream); /* NaN: replays must overwrite it */
     for (int i = 0; i < 2; i++) cudaGraphLaunch(exec, lt->stream);
     n = c->iters_graph = iters_for(c->eager_us, lt->max_iters);
-    for (int i = 0; i < n; i++) {
-        cudaMemsetAsync(r->flush, i & 0xff, FLUSH_BYTES, lt->stream);
-        cudaEventRecord(*total_event(lt, i, 0), lt->stream);
-        NVTX_PUSH(range);
-        cudaGraphLaunch(exec, lt->stream);
-        NVTX_POP();
-        cudaEventRecord(*total_event(lt, i, 1), lt->stream);
-    }
-    if (cu_ok(c, cudaStreamSynchronize(lt->stream), "graph replays")) {
-        double *g = xmalloc(sizeof(double) * (size_t)n);
-        for (int i = 0; i < n; i++) g[i] = event_us(*total_event(lt, i, 0), *total_event(lt, i, 1));
-        c->graph_us = median(g, n);
-        free(g);
+    c->graph_us = time_replays(c, lt, r->flush, exec, n, 0, range);
+    c->graph_memset_us = time_replays(c, lt, r->flush, exec, n, 1, range);
+    if (c->graph_us >= 0) {
         if (cu_ok(c, cudaMemcpy(got, r->out, nout * 2, cudaMemcpyDeviceToHost), "output to host")) {
             c->graph_mismatch = 0;
             for (size_t i = 0; i < nout; i++) {
@@ -352,6 +365,7 @@ static void print_case(const layer_case *c) {
     printf("%6ld", c->t);
     print_field(c->eager_us, 9, 1);
     print_field(c->graph_us, 9, 1);
+    print_field(c->graph_memset_us, 9, 1);
     printf(" |");
     for (int k = 0; k < MOE_STEP_COUNT; k++) print_field(c->step_us[k], 8, 1);
     printf(" |");
@@ -385,6 +399,7 @@ static void append_case(const layer_run *r, const layer_case *c) {
             c->iters_eager, c->iters_graph);
     jnum("eager_us", c->eager_us, 2);
     jnum("graph_us", c->graph_us, 2);
+    jnum("graph_memset_flush_us", c->graph_memset_us, 2);
     jappend(", \"steps_us\": {");
     for (int k = 0; k < MOE_STEP_COUNT; k++) {
         if (c->step_us[k] < 0) jappend("%s\"%s\": null", k ? ", " : "", moe_layer_step_name((moe_layer_step)k));
@@ -459,7 +474,7 @@ static int run_preset(const layer_sweep_options *o, moe_context *ctx, const benc
            p->name, p->model, r.wname, (int)cfg->num_experts, (int)cfg->topk,
            (int)cfg->num_shared, (long long)h, (long long)in,
            (double)weight_bytes / 1e9, r.expert_bytes / 1e6, gen_ms);
-    printf("%6s %9s %9s |", "T", "eager us", "graph us");
+    printf("%6s %9s %9s %9s |", "T", "eager us", "graph us", "g memset");
     for (int k = 0; k < MOE_STEP_COUNT; k++) printf(" %8.8s", moe_layer_step_name((moe_layer_step)k));
     printf(" | %6s %7s %9s %8s\n", "glue", "touched", "floor us", "gr/floor");
     if (s) {
@@ -471,7 +486,7 @@ static int run_preset(const layer_sweep_options *o, moe_context *ctx, const benc
             layer_case c;
             memset(&c, 0, sizeof c);
             c.t = ts[i];
-            c.eager_us = c.graph_us = c.glue_us = c.glue_pct = c.floor_us = -1.0;
+            c.eager_us = c.graph_us = c.graph_memset_us = c.glue_us = c.glue_pct = c.floor_us = -1.0;
             c.graph_mismatch = -1;
             for (int k = 0; k < MOE_STEP_COUNT; k++) c.step_us[k] = -1.0;
             NVTX_PUSH(p->name);
@@ -530,7 +545,8 @@ int run_layer_sweep(const layer_sweep_options *o) {
     lt.ran = xmalloc((size_t)max_iters * MOE_STEP_COUNT);
     for (size_t i = 0; i < nev; i++) cuda_or_die(cudaEventCreate(&lt.ev[i]), "cudaEventCreate");
     cuda_or_die(cudaStreamCreateWithFlags(&lt.stream, cudaStreamNonBlocking), "cudaStreamCreate");
-    void *flush = dev_alloc(FLUSH_BYTES);
+    void *flush = moe_bench_flush_alloc();
+    if (!flush) cuda_or_die(cudaErrorMemoryAllocation, "the L2 flush buffer");
 
     char date[32];
     time_t now = time(NULL);
@@ -557,8 +573,9 @@ int run_layer_sweep(const layer_sweep_options *o) {
     jstring(read_src);
     jappend(", \"max_iters\": %d, \"warmup_iters\": %d, \"l2_flush_bytes\": %zu, \"seed\": %llu, "
             "\"nvtx\": %s, \"method\": ",
-            max_iters, WARMUP_ITERS, FLUSH_BYTES, o->seed, nvtx ? "true" : "false");
-    jstring("CUDA events; L2 flushed before each timed call; eager: median over forwards of the "
+            max_iters, WARMUP_ITERS, MOE_BENCH_FLUSH_BYTES, o->seed, nvtx ? "true" : "false");
+    jstring("CUDA events; L2 flushed before each timed call by reading l2_flush_bytes "
+            "(graph_memset_flush_us: by a memset of them instead); eager: median over forwards of the "
             "event pair around moe_layer_forward, steps from the step hook's events; graph: "
             "median over replays of one forward captured on a non-default stream (its output "
             "compared bit for bit with the eager one: graph_mismatch); floor: "

@@ -1,6 +1,6 @@
 /* moe-bench-ops: times every bandwidth op of the CUDA backend at DeepSeek-V3 and Kimi K2
  * shapes over T in {1, 32, 512, 4096, 16384}, with the device's copy bandwidth measured
- * in the same run. L2 is flushed before each timed call; the median of many calls is
+ * in the same run. L2 is flushed (bench/l2_flush.cu) before each timed call; the median of many calls is
  * reported. Prints a table and writes JSON (argv[1], default ops.json). */
 #include <cuda_runtime_api.h>
 #include <math.h>
@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../src/common/formats.h"
+#include "l2_flush.h"
 #include "moe.h"
 
 #define CK(x)                                                                       \
@@ -75,7 +76,6 @@ static void *dev_random(moe_dtype dt, size_t n, float a) {
 /* ---------------------------------------------------------------- timing */
 
 static void *flush_buf;
-static const size_t flush_bytes = 256u << 20; /* > 5x the H100's 50 MB L2 */
 static cudaEvent_t ev0, ev1;
 
 typedef moe_status (*op_fn)(void *args);
@@ -91,7 +91,10 @@ static double time_op(op_fn fn, void *args, int iters) {
     CK(cudaDeviceSynchronize());
     float *ms = malloc(sizeof(float) * (size_t)iters);
     for (int i = 0; i < iters; i++) {
-        CK(cudaMemsetAsync(flush_buf, i & 0xff, flush_bytes, 0));
+        if (moe_bench_flush_l2(flush_buf, 0, NULL) != 0) {
+            fprintf(stderr, "moe-bench-ops: the L2 flush failed\n");
+            exit(1);
+        }
         CK(cudaEventRecord(ev0, 0));
         MK(fn(args));
         CK(cudaEventRecord(ev1, 0));
@@ -240,11 +243,18 @@ int main(int argc, char **argv) {
     CK(cudaGetDeviceProperties(&prop, 0));
     CK(cudaEventCreate(&ev0));
     CK(cudaEventCreate(&ev1));
-    flush_buf = dev_alloc(flush_bytes);
+    flush_buf = moe_bench_flush_alloc();
+    if (!flush_buf) {
+        fprintf(stderr, "moe-bench-ops: cannot allocate the L2 flush buffer\n");
+        return 1;
+    }
     double copy_gbps = copy_bandwidth();
     FILE *js = fopen(json_path, "w");
     if (!js) return 1;
-    fprintf(js, "{\"gpu\": \"%s\", \"copy_GBps\": %.1f, \"cases\": [\n", prop.name, copy_gbps);
+    fprintf(js,
+            "{\"gpu\": \"%s\", \"copy_GBps\": %.1f, "
+            "\"l2_flush\": \"read of 256 MB before each call\", \"cases\": [\n",
+            prop.name, copy_gbps);
     printf("%s, copy bandwidth %.0f GB/s (read + written)\n", prop.name, copy_gbps);
     printf("%-12s %6s %-18s %10s %10s %8s %7s\n", "model", "T", "op", "us", "MB", "GB/s", "%copy");
     int first = 1;

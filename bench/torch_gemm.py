@@ -2,7 +2,7 @@
 (read from its JSON, argv[1]): torch._scaled_grouped_mm (FP8 rowwise: per-row scales on A,
 per-column scales on B) for the fp8 cases, torch._grouped_mm for the bf16 cases. Masked
 cases run as contiguous groups of their counts (the same rows, the same FLOPs).
-triton's do_bench (L2 flushed, median). Writes JSON to argv[2], rewritten after each case.
+Timed as libmoe's side is (bench/torch_timing.py: L2 flushed by a read, median). Writes JSON to argv[2], rewritten after each case.
 
 torch's FP8 path scales per row and per output column only: less work than the 1x128 /
 128x128 blockwise scaling libmoe computes (docs/ANCHORS.md)."""
@@ -10,7 +10,8 @@ import json
 import sys
 
 import torch
-from triton.testing import do_bench
+
+from torch_timing import time_us
 
 dev = "cuda"
 FP8 = torch.float8_e4m3fn
@@ -48,7 +49,7 @@ def time_case(c, W, sb):
             return torch._scaled_grouped_mm(A, Wt, sa, sbg, offs=offs, out_dtype=torch.bfloat16)
     fn()
     torch.cuda.synchronize()
-    return do_bench(fn, warmup=25, rep=100, return_mode="median") * 1e3
+    return time_us(fn)
 
 
 def main():

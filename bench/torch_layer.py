@@ -2,8 +2,10 @@
 bench/compare_layer.py against moe-bench --layer: grouped sigmoid routing with a correction
 bias, a stable argsort permutation, rowwise FP8 quantisation and torch._scaled_grouped_mm
 (or torch._grouped_mm for BF16) for both projections, silu * mul, and a weighted
-index_add_ combine in f32. Eager and CUDA-graph replay times (triton's do_bench: L2
-flushed, median), T in {1, 32, 512, 4096}.
+index_add_ combine in f32. Eager and CUDA-graph replay times (median of CUDA-event pairs,
+L2 flushed before each call by reading 256 MB, as moe-bench --layer does; the replays also
+after a 256 MB memset, the flush of triton's do_bench that leaves dirty lines for the timed
+call to write back), T in {1, 32, 512, 4096}.
 
 Two compositions:
 - "dsv3 layer ...": the 256 routed experts only: the composition docs/ANCHORS.md's goals
@@ -25,6 +27,8 @@ import time
 
 import torch
 import torch.nn.functional as F
+
+from torch_timing import time_us
 
 E, TOPK, H, I, GROUPS, TOPK_GROUPS, SCALE = 256, 8, 7168, 2048, 8, 4, 2.5
 SHARED = 1
@@ -120,16 +124,15 @@ def moe_layer(x, logits, bias, weights, shared, num_experts=E, inter=I, **routin
 
 
 def main():
-    from triton.testing import do_bench
-
     dev = "cuda"
     out_path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.environ.get("OUT", "/tmp"), "layer_torch.json")
     budget = float(os.environ.get("TORCH_LAYER_BUDGET_S", "100"))
     start = time.time()
     out = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-           "method": "triton do_bench(warmup=25, rep=100, median), L2 flushed; graph: "
-                     "torch.cuda.CUDAGraph of one layer, replayed"}
+           "method": "median of CUDA-event pairs, L2 flushed before each call by reading "
+                     "256 MB ('graph us, memset flush': by a memset, as triton's do_bench); "
+                     "graph: torch.cuda.CUDAGraph of one layer, replayed"}
 
     def record(key, value):
         out[key] = value
@@ -166,7 +169,7 @@ def main():
                 try:
                     fn()
                     torch.cuda.synchronize()
-                    eager = do_bench(fn, warmup=25, rep=100, return_mode="median")
+                    eager = time_us(fn)
                     side = torch.cuda.Stream()
                     side.wait_stream(torch.cuda.current_stream())
                     with torch.cuda.stream(side):
@@ -176,8 +179,10 @@ def main():
                     g = torch.cuda.CUDAGraph()
                     with torch.cuda.graph(g):
                         fn()
-                    graph = do_bench(g.replay, warmup=25, rep=100, return_mode="median")
-                    record(key, [round(eager * 1e3, 1), round(graph * 1e3, 1)])
+                    graph = time_us(g.replay)
+                    record(key, [round(eager, 1), round(graph, 1)])
+                    record(key.replace("(eager us, graph us)", "graph us, memset flush"),
+                           round(time_us(g.replay, memset=True), 1))
                     del g
                 except Exception as e:  # keep the other cases
                     record(key, f"{type(e).__name__}: {str(e)[:300]}")

@@ -1,10 +1,11 @@
 """The torch expressions a PyTorch user would write for libmoe's bandwidth ops, timed on the
 same shapes as moe-bench-ops (DeepSeek-V3 and Kimi K2, T in {1, 32, 512, 4096, 16384}).
-triton's do_bench (L2 flushed, median). Writes JSON to argv[1]."""
+Timed as libmoe's side is (bench/torch_timing.py: L2 flushed by a read, median). Writes JSON to argv[1]."""
 import json, sys
 import torch
 import torch.nn.functional as F
-from triton.testing import do_bench
+
+from torch_timing import time_us
 
 dev = "cuda"
 MODELS = {"deepseek-v3": (256, 8, 8, 4, 7168, 2048, 2.5), "kimi-k2": (384, 8, 1, 1, 7168, 2048, 2.827)}
@@ -75,7 +76,7 @@ def main():
             }
             for op, fn in ops.items():
                 fn()
-                us = do_bench(fn, warmup=10, rep=50, return_mode="median") * 1e3
+                us = time_us(fn)
                 out["cases"].append({"model": name, "T": T, "op": op, "us": round(us, 3)})
                 print(f"torch {name:12s} {T:6d} {op:20s} {us:10.2f} us", flush=True)
             del c1, y, xs

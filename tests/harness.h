@@ -118,4 +118,9 @@ void test_device_sync(void);
 /* Copies bytes host -> device (to_device = 1) or device -> host, synchronously. */
 void test_copy_bytes(void *dst, const void *src, size_t bytes, int to_device);
 
+/* CUDA builds only (tests/late_writer.cu): copies n ints src -> dst on the default stream
+ * in a kernel that first lets the next kernel start (PDL) and spins delay_ns before
+ * writing. 0, or -1 if the launch failed. */
+int test_late_copy_i32(int32_t *dst, const int32_t *src, int n, long long delay_ns);
+
 #endif

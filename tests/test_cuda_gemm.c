@@ -32,6 +32,7 @@ typedef struct gproblem {
     moe_tensor a, b, sb, sa_row, sa_col, bounds; /* host */
     moe_tensor da, db, dsb, dsa_row, dsa_col, dbounds; /* device copies */
     moe_tensor ref[2];           /* CPU result, bf16 and f16, rows n wide, poisoned */
+    int late_bounds; /* GPU: the bounds are written by a kernel just before the GEMM */
 } gproblem;
 
 /* 8 e4m3 codes per draw; the two NaN codes become the largest finite value. */
@@ -152,6 +153,19 @@ static moe_status call(moe_context *ctx, const gproblem *p, int device, moe_scal
     size_t ws_bytes = 0;
     CHECK_OK(moe_grouped_gemm_workspace_size(ctx, (int32_t)p->experts, &ws_bytes));
     void *ws = ws_bytes ? (device ? test_device_alloc(ws_bytes) : test_alloc(ws_bytes)) : NULL;
+#ifdef MOE_HAVE_CUDA
+    moe_tensor late;
+    if (device && p->late_bounds) {
+        /* the GEMM gets a poisoned copy (all -1: no rows) that a kernel fills 50 us
+         * after letting the GEMM start; one that kept a table built before its PDL wait
+         * would compute nothing and leave D poisoned */
+        late = *bounds;
+        int n = (int)late.shape[0];
+        late.data = test_device_alloc((size_t)n * sizeof(int32_t));
+        CHECK(test_late_copy_i32(late.data, bounds->data, n, 50000) == 0, "late copy launch");
+        bounds = &late;
+    }
+#endif
     if (p->masked)
         return moe_grouped_gemm_masked(ctx, a, sa, layout, b, sb, bounds, d, ws, ws_bytes,
                                        NULL);
@@ -259,11 +273,14 @@ static void test_cuda_gemm_fp8_contiguous(void) {
     if (!gpu) return;
     int32_t one[1] = {1}, big[1] = {300}, lonely[4] = {0, 0, 17, 0}, none[3] = {0, 0, 0};
     int32_t edges[6] = {32, 33, 0, 1, 128, 129}; /* around the swap and tile boundaries */
+    /* last tiles of 32 (swapped), 33 and 64 (one warpgroup), 65 and 1 rows (both / swapped) */
+    int32_t tails[5] = {160, 161, 192, 193, 257};
     contiguous("E=1 M=1", 1, 1, 128, 128, one, 0, 3);
     contiguous("E=1 M=300", 1, 1, 256, 384, big, 0, 0);
     contiguous("one expert of four has rows", 1, 4, 512, 128, lonely, 3, 5);
     contiguous("no rows at all", 1, 3, 128, 256, none, 0, 4);
     contiguous("tile edges", 1, 6, 256, 256, edges, 1, 2);
+    contiguous("short last tiles", 1, 5, 256, 384, tails, 2, 1);
     contiguous_random("E=4 uniform 0..200", 1, 4, 512, 256, 200, UNIFORM, 2, 3);
     contiguous_random("E=8 skewed 1024", 1, 8, 256, 128, 1024, SKEWED, 0, 0);
     contiguous_random("E=64 uniform 0..40", 1, 64, 128, 256, 40, UNIFORM, 0, 1);
@@ -303,6 +320,8 @@ static void test_cuda_gemm_bf16(void) {
     contiguous("bf16 N=K=8 M=1", 0, 1, 8, 8, one, 0, 0);
     contiguous("bf16 N=136 K=8", 0, 3, 136, 8, some, 0, 1);
     contiguous("bf16 K=0 writes zeros", 0, 2, 16, 0, pair, 0, 1);
+    int32_t tails[4] = {160, 161, 192, 193}; /* swapped, one-warpgroup, both last tiles */
+    contiguous("bf16 short last tiles", 0, 4, 136, 200, tails, 1, 0);
     int32_t counts[3] = {45, -3, 7};
     gproblem p = make(0, 1, 3, 24, 40, 40, counts);
     run_all(&p, "bf16 masked");
@@ -324,6 +343,26 @@ static void test_cuda_gemm_deterministic(void) {
     }
     CHECK(memcmp(h[0].full.data, h[1].full.data, (size_t)(p.rows + 1) * (size_t)p.n * 2) == 0,
           "two runs differ");
+}
+
+/* The GEMM runs with programmatic dependent launch at decode sizes and reads the bounds
+ * before waiting for the kernel before it; that early read must never be what it uses
+ * when the previous kernel writes the bounds (src/cuda/common.cuh). */
+static void test_cuda_gemm_bounds_written_just_before(void) {
+    moe_context *gpu = test_gpu();
+    if (!gpu) return;
+    int32_t counts[5] = {7, 0, 150, 1, 40}, masked_counts[3] = {5, 33, 0};
+    for (int fp8 = 0; fp8 < 2; fp8++) {
+        int32_t offsets[6] = {0};
+        for (int e = 0; e < 5; e++) offsets[e + 1] = offsets[e] + counts[e];
+        gproblem p = make(fp8, 0, 5, 256, 256, offsets[5], offsets);
+        p.late_bounds = 1;
+        run_all(&p, fp8 ? "fp8 bounds written just before" : "bf16 bounds written just before");
+        gproblem m = make(fp8, 1, 3, 128, 256, 40, masked_counts);
+        m.late_bounds = 1;
+        run_all(&m, fp8 ? "fp8 masked counts written just before"
+                        : "bf16 masked counts written just before");
+    }
 }
 
 /* TMA needs 16-byte aligned bases and row strides; the CUDA backend names the argument. */
@@ -361,5 +400,6 @@ void suite_cuda_gemm(void) {
     RUN(test_cuda_gemm_fp8_masked);
     RUN(test_cuda_gemm_bf16);
     RUN(test_cuda_gemm_deterministic);
+    RUN(test_cuda_gemm_bounds_written_just_before);
     RUN(test_cuda_gemm_alignment);
 }

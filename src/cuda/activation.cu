@@ -28,6 +28,8 @@ __global__ void __launch_bounds__(SILU_THREADS)
     silu_kernel(const typename moe_elem<DI>::T *__restrict__ in, int64_t in_stride,
                 typename moe_elem<DO>::T *__restrict__ out, int64_t out_stride, int64_t rows,
                 int64_t cols) {
+    moe_pdl_release(); /* the next kernel may start (common.cuh) */
+    moe_pdl_wait();
     const int64_t chunks = cols / PER;
     const int64_t step = (int64_t)gridDim.x * blockDim.x;
     const int64_t u = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -57,9 +59,11 @@ static void silu_run(const moe_context *ctx, const moe_tensor *in, moe_tensor *o
     int64_t rows = out->shape[0], cols = out->shape[1];
     unsigned grid = moe_fp8_resident_grid(ctx, silu_kernel<DI, DO, PER>, SILU_THREADS,
                                           rows * (cols / PER));
-    silu_kernel<DI, DO, PER><<<grid, SILU_THREADS, 0, st>>>(
-        (const typename moe_elem<DI>::T *)in->data, in->stride[0],
-        (typename moe_elem<DO>::T *)out->data, out->stride[0], rows, cols);
+    moe_pdl_launch l;
+    moe_pdl_config(&l, grid, SILU_THREADS, 0, st, rows);
+    cudaLaunchKernelEx(&l.cfg, silu_kernel<DI, DO, PER>,
+                       (const typename moe_elem<DI>::T *)in->data, in->stride[0],
+                       (typename moe_elem<DO>::T *)out->data, out->stride[0], rows, cols);
 }
 
 template <moe_dtype DI, moe_dtype DO>

@@ -98,6 +98,8 @@ template <moe_dtype YD, moe_dtype OD, int VE>
 static __global__ void __launch_bounds__(COMBINE_THREADS, 2) combine_kernel(combine_args a) {
     typedef typename moe_elem<OD>::T OT;
     typedef combine_pack<OT, VE> P;
+    moe_pdl_wait(); /* launched with PDL (common.cuh): y is GEMM 2's output */
+    moe_pdl_release();
     int sub = threadIdx.x / a.per_tok, lane = threadIdx.x % a.per_tok;
     int64_t per_block = blockDim.x / a.per_tok;
     for (int64_t t = blockIdx.x * per_block + sub; t < a.tokens;
@@ -150,11 +152,13 @@ static void launch_combine(int ve, unsigned grid, unsigned block, const combine_
     /* 16 bytes of y a load at most: f32 y never asks for 8 columns, so its case 8 only
      * names the 4-column kernel instead of instantiating a 32-byte one */
     enum { PER16 = 16 / sizeof(typename moe_elem<YD>::T), WIDE = PER16 < 8 ? PER16 : 8 };
+    moe_pdl_launch l;
+    moe_pdl_config(&l, grid, block, 0, s, a.rows);
     switch (ve) {
-    case 8: combine_kernel<YD, OD, WIDE><<<grid, block, 0, s>>>(a); break;
-    case 4: combine_kernel<YD, OD, 4><<<grid, block, 0, s>>>(a); break;
-    case 2: combine_kernel<YD, OD, 2><<<grid, block, 0, s>>>(a); break;
-    default: combine_kernel<YD, OD, 1><<<grid, block, 0, s>>>(a); break;
+    case 8: cudaLaunchKernelEx(&l.cfg, combine_kernel<YD, OD, WIDE>, a); break;
+    case 4: cudaLaunchKernelEx(&l.cfg, combine_kernel<YD, OD, 4>, a); break;
+    case 2: cudaLaunchKernelEx(&l.cfg, combine_kernel<YD, OD, 2>, a); break;
+    default: cudaLaunchKernelEx(&l.cfg, combine_kernel<YD, OD, 1>, a); break;
     }
 }
 

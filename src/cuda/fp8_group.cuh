@@ -373,12 +373,16 @@ static inline moe_fp8_out moe_fp8_out_of(const moe_fp8_group_params *params, moe
 template <class Source>
 __global__ void __launch_bounds__(MOE_FP8_THREADS)
     moe_fp8_lanes_kernel(const Source src, const moe_fp8_out o) {
+    moe_pdl_release(); /* the next kernel may start (common.cuh) */
+    moe_pdl_wait();
     moe_fp8_lanes_loop(src, o);
 }
 
 template <class Source>
 __global__ void __launch_bounds__(MOE_FP8_THREADS)
     moe_fp8_warps_kernel(const Source src, const moe_fp8_out o) {
+    moe_pdl_release();
+    moe_pdl_wait();
     moe_fp8_warps_loop(src, o);
 }
 
@@ -390,14 +394,17 @@ static moe_status moe_fp8_launch(const moe_context *ctx, const Source &src,
                                  const moe_fp8_out &o, void *stream, const char *op) {
     if (o.rows == 0 || o.cols == 0) return MOE_OK;
     cudaStream_t st = moe_cuda_stream(stream);
+    moe_pdl_launch l;
     if (o.log2_lanes >= 0) {
         unsigned grid = moe_fp8_resident_grid(ctx, moe_fp8_lanes_kernel<Source>, MOE_FP8_THREADS,
                                               o.rows * (o.cols / MOE_FP8_VEC));
-        moe_fp8_lanes_kernel<Source><<<grid, MOE_FP8_THREADS, 0, st>>>(src, o);
+        moe_pdl_config(&l, grid, MOE_FP8_THREADS, 0, st, o.rows);
+        cudaLaunchKernelEx(&l.cfg, moe_fp8_lanes_kernel<Source>, src, o);
     } else {
         unsigned grid = moe_fp8_resident_grid(ctx, moe_fp8_warps_kernel<Source>, MOE_FP8_THREADS,
                                               o.rows * (o.cols / o.group) * 32);
-        moe_fp8_warps_kernel<Source><<<grid, MOE_FP8_THREADS, 0, st>>>(src, o);
+        moe_pdl_config(&l, grid, MOE_FP8_THREADS, 0, st, o.rows);
+        cudaLaunchKernelEx(&l.cfg, moe_fp8_warps_kernel<Source>, src, o);
     }
     return moe_cuda_launch_status(op);
 }

@@ -511,6 +511,8 @@ typedef struct gather_args {
 template <int V> static __global__ void __launch_bounds__(GATHER_THREADS)
 gather_kernel(gather_args a) {
     typedef typename gather_vec<V>::T VT;
+    moe_pdl_release(); /* launched with PDL (common.cuh) */
+    moe_pdl_wait();
     int sub = threadIdx.x / a.per_row, lane = threadIdx.x % a.per_row;
     int64_t rows_per_block = GATHER_THREADS / a.per_row;
     for (int64_t r = blockIdx.x * rows_per_block + sub; r < a.rows;
@@ -565,13 +567,14 @@ moe_status moe_cuda_gather_rows(moe_context *ctx, const moe_tensor *x, const moe
     while (per_row > 1 && per_row / 2 >= a.nvec) per_row /= 2;
     a.per_row = per_row;
     unsigned grid = moe_grid(rows, GATHER_THREADS / per_row, 16 * (int64_t)st->sm_count);
-    cudaStream_t s = moe_cuda_stream(stream);
+    moe_pdl_launch l;
+    moe_pdl_config(&l, grid, GATHER_THREADS, 0, moe_cuda_stream(stream), rows);
     switch (v) {
-    case 16: gather_kernel<16><<<grid, GATHER_THREADS, 0, s>>>(a); break;
-    case 8: gather_kernel<8><<<grid, GATHER_THREADS, 0, s>>>(a); break;
-    case 4: gather_kernel<4><<<grid, GATHER_THREADS, 0, s>>>(a); break;
-    case 2: gather_kernel<2><<<grid, GATHER_THREADS, 0, s>>>(a); break;
-    default: gather_kernel<1><<<grid, GATHER_THREADS, 0, s>>>(a); break;
+    case 16: cudaLaunchKernelEx(&l.cfg, gather_kernel<16>, a); break;
+    case 8: cudaLaunchKernelEx(&l.cfg, gather_kernel<8>, a); break;
+    case 4: cudaLaunchKernelEx(&l.cfg, gather_kernel<4>, a); break;
+    case 2: cudaLaunchKernelEx(&l.cfg, gather_kernel<2>, a); break;
+    default: cudaLaunchKernelEx(&l.cfg, gather_kernel<1>, a); break;
     }
     return moe_cuda_launch_status("moe_gather_rows");
 }

@@ -37,16 +37,28 @@
  * the main loop, their latency stalled the consumers (half of all stall samples) and
  * held decode to 1.9 TB/s. Strides cover both scale layouts and the masked layout.
  *
- * Small experts (at most 32 rows, i.e. decode) use the same ring with A and B swapped:
+ * Tiles of at most 32 rows (every tile of a decode expert, and the last tile of a larger
+ * expert whose rows are not a multiple of 128) use the same ring with A and B swapped:
  * the 128 weight rows of the tile become wgmma's M (64 per warpgroup) and the expert's
  * rows become N = 32, loaded through a second tensor map whose box is 32 rows. This
  * quarters the tensor-core work and the A traffic of a tile that is memory-bound on its
- * weights anyway. The choice is per expert, made on the device in the same launch.
+ * weights anyway. The choice is per tile, made on the device in the same launch. A
+ * regular tile with at most 64 rows is computed by one consumer warpgroup alone. At
+ * uniform routing with ~128 rows an expert (DeepSeek-V3 at T = 4096) half the experts
+ * have a short last tile, so without both rules a third of the tensor work was padding.
  *
  * Epilogue. Results are rounded once (cvt.rn) and stored straight from registers as
  * pairs of columns (4 bytes), only for rows the expert owns and columns < N; D's row
  * stride may exceed N. No workspace, no allocation, no host synchronisation: the launch
- * can be captured in a CUDA graph. Tensor maps are encoded on the host per call through
+ * can be captured in a CUDA graph.
+ *
+ * Dependent launch (common.cuh, decode sizes). The kernel may start while the kernel
+ * before it runs: it builds the table from the bounds as they are then, waits for the
+ * predecessor, and rebuilds the table if the bounds changed. In the layer the bounds come
+ * from the permutation two kernels back, so the early table stands; called on its own
+ * after a kernel that writes the bounds, the kernel is still correct. (Prefetching the
+ * first weight tile into L2 before the wait was tried and measured 8 us slower at T = 1:
+ * bench/NOTES.md.) Tensor maps are encoded on the host per call through
  * the driver entry point the runtime hands out, so the library does not link libcuda. */
 #include <cuda.h>
 #include <cudaTypedefs.h>
@@ -59,7 +71,7 @@
 #define GEMM_BM 128            /* rows of a tile: two consumer warpgroups of 64 */
 #define GEMM_BN 128            /* columns of a tile; the FP8 scale block of N */
 #define GEMM_ROW_BYTES 128     /* one shared-memory row of a K block (128B swizzle) */
-#define GEMM_SMALL 32          /* experts with at most this many rows use swapped tiles */
+#define GEMM_SMALL 32          /* tiles with at most this many rows are swapped */
 #define GEMM_TILE_BYTES (GEMM_BM * GEMM_ROW_BYTES) /* 16 KiB */
 #define GEMM_STAGE_BYTES (2 * GEMM_TILE_BYTES)     /* A and B of one K block */
 #define GEMM_MAX_STAGES 6
@@ -98,7 +110,7 @@ typedef struct gemm_params {
 /* Where a tile lies. */
 typedef struct gemm_tile {
     int32_t e;
-    int32_t swapped; /* small expert: weights are wgmma's M */
+    int32_t swapped; /* at most 32 rows: weights are wgmma's M */
     int32_t row;     /* first row: of A's row dimension, and of D's */
     int32_t rows;    /* rows of the tile the expert owns, 1..128 */
     int32_t n0;
@@ -113,6 +125,7 @@ typedef struct gemm_smem {
     int32_t *prefix;   /* [E+1] tiles before expert e */
     int32_t *start;    /* [E] first row of expert e (in A's row dimension) */
     int32_t *count;    /* [E] rows of expert e */
+    int32_t *bounds;   /* [E+1] the bounds as read, to check them after the PDL wait */
 } gemm_smem;
 
 static __device__ __forceinline__ uint32_t stage_a(const gemm_smem &s, int stage) {
@@ -123,9 +136,7 @@ static __device__ __forceinline__ uint32_t stage_b(const gemm_smem &s, int stage
 }
 
 static __device__ __forceinline__ int32_t tiles_of(int32_t count, int32_t n_tiles) {
-    if (count <= 0) return 0;
-    int32_t m_tiles = count <= GEMM_SMALL ? 1 : (count + GEMM_BM - 1) / GEMM_BM;
-    return m_tiles * n_tiles;
+    return count <= 0 ? 0 : (count + GEMM_BM - 1) / GEMM_BM * n_tiles;
 }
 
 /* Rows and tile prefix of every expert into shared memory; ends with a barrier. The
@@ -133,15 +144,18 @@ static __device__ __forceinline__ int32_t tiles_of(int32_t count, int32_t n_tile
  * contiguous layout's "claimed" (the furthest end of any earlier expert) is a prefix
  * maximum, the tile prefix a prefix sum, both taken across lanes with shuffles. */
 static __device__ void build_table(const gemm_params &p, const gemm_smem &s) {
-    int32_t experts = p.experts;
+    int32_t experts = p.experts, n_bounds = p.masked ? experts : experts + 1;
+    /* ld.global.cg: L2, never a line this SM's L1 kept from before the PDL wait */
+    for (int32_t i = threadIdx.x; i < n_bounds; i += blockDim.x) s.bounds[i] = __ldcg(p.bounds + i);
+    __syncthreads();
     for (int32_t e = threadIdx.x; e < experts; e += blockDim.x) {
         if (p.masked) {
             s.start[e] = 0;
-            s.count[e] = min(max(__ldg(p.bounds + e), 0), p.rows);
+            s.count[e] = min(max(s.bounds[e], 0), p.rows);
         } else {
             /* start = clamped offsets[e]; count holds the clamped end until the scan */
-            s.start[e] = min(max(__ldg(p.bounds + e), 0), p.rows);
-            s.count[e] = min(max(__ldg(p.bounds + e + 1), 0), p.rows);
+            s.start[e] = min(max(s.bounds[e], 0), p.rows);
+            s.count[e] = min(max(s.bounds[e + 1], 0), p.rows);
         }
     }
     __syncthreads();
@@ -183,6 +197,15 @@ static __device__ void build_table(const gemm_params &p, const gemm_smem &s) {
     __syncthreads();
 }
 
+/* Whether the bounds now differ from those the table was built from (all threads). */
+static __device__ bool bounds_changed(const gemm_params &p, const gemm_smem &s) {
+    int32_t n_bounds = p.masked ? p.experts : p.experts + 1;
+    int changed = 0;
+    for (int32_t i = threadIdx.x; i < n_bounds; i += blockDim.x)
+        changed |= __ldcg(p.bounds + i) != s.bounds[i];
+    return __syncthreads_or(changed) != 0;
+}
+
 /* Tile t (< prefix[E]) to its expert, rows and columns. */
 static __device__ __forceinline__ gemm_tile find_tile(const gemm_params &p,
                                                       const gemm_smem &s, int32_t t) {
@@ -197,15 +220,15 @@ static __device__ __forceinline__ gemm_tile find_tile(const gemm_params &p,
     gemm_tile g;
     int32_t count = s.count[lo];
     int32_t local = t - s.prefix[lo];
-    int32_t m_tiles = count <= GEMM_SMALL ? 1 : (count + GEMM_BM - 1) / GEMM_BM;
+    int32_t m_tiles = (count + GEMM_BM - 1) / GEMM_BM;
     int32_t group = GEMM_GROUP_N * m_tiles;
     int32_t gi = local / group, rem = local - gi * group;
     int32_t width = min(GEMM_GROUP_N, p.n_tiles - gi * GEMM_GROUP_N);
     int32_t m = rem / width, n = gi * GEMM_GROUP_N + (rem - m * width);
     g.e = lo;
-    g.swapped = count <= GEMM_SMALL;
     g.row = s.start[lo] + m * GEMM_BM;
     g.rows = min(count - m * GEMM_BM, GEMM_BM);
+    g.swapped = g.rows <= GEMM_SMALL;
     g.n0 = n * GEMM_BN;
     return g;
 }
@@ -324,6 +347,16 @@ static __device__ void consume_tile(const gemm_params &p, const gemm_smem &s, co
     int32_t r_lo = 64 * wg + 16 * warp + (lane >> 2), r_hi = r_lo + 8;
     bool v_lo = r_lo < g.rows, v_hi = r_hi < g.rows;
     int64_t a_e = p.masked ? g.e : 0;
+    if (64 * wg >= g.rows) {
+        /* an expert's last tile with at most 64 rows: the other warpgroup alone computes
+         * it and gets the tensor cores to itself; this one only releases the stages */
+        for (int32_t kb = 0; kb < p.k_blocks; kb++) {
+            mbar_wait(s.full + 8u * stage, phase);
+            release<FP8>(s, stage);
+            next_stage(stage, phase, p.stages);
+        }
+        return;
+    }
     float acc[64];
 #pragma unroll
     for (int i = 0; i < 64; i++) acc[i] = 0.0f;
@@ -386,7 +419,7 @@ static __device__ void consume_tile(const gemm_params &p, const gemm_smem &s, co
     }
 }
 
-/* A swapped tile (expert of at most 32 rows): this warpgroup's 64 weight rows x the
+/* A swapped tile (at most 32 rows): this warpgroup's 64 weight rows x the
  * expert's rows as wgmma's N = 32. Element i of the fragment is weight row
  * 64 wg + 16 warp + lane/4 + 8 ((i/2)%2) and expert row 8 (i/4) + 2 (lane%4) + i%2. */
 template <bool FP8, moe_dtype OUT>
@@ -478,6 +511,7 @@ __global__ void __launch_bounds__(GEMM_THREADS, 1)
     s.prefix = (int32_t *)(base + (size_t)p.stages * (GEMM_STAGE_BYTES + 16 + GEMM_SCALE_BYTES));
     s.start = s.prefix + p.experts + 1;
     s.count = s.start + p.experts;
+    s.bounds = s.count + p.experts;
 
     if (threadIdx.x == 0) {
         for (int i = 0; i < p.stages; i++) {
@@ -492,7 +526,14 @@ __global__ void __launch_bounds__(GEMM_THREADS, 1)
             tma_prefetch_map(&map_b);
         }
     }
+    /* launched with PDL (common.cuh): the table from the bounds as they are now, which
+     * in the layer were written two kernels back; then the wait, after which the bounds
+     * are read again and the table rebuilt if they changed. Everything else the kernel
+     * reads or writes comes after the wait. */
     build_table(p, s); /* ends with __syncthreads: barriers and table are ready */
+    moe_pdl_wait();
+    if (bounds_changed(p, s)) build_table(p, s);
+    moe_pdl_release();
 
     int wg = threadIdx.x / 128;
     if (wg == 0) {
@@ -565,7 +606,9 @@ static moe_status launch(const char *op, const CUtensorMap *ma, const CUtensorMa
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess)
         return moe_fail(MOE_ERR_BACKEND, "%s: cudaFuncSetAttribute: %s", op, cudaGetErrorString(e));
-    grouped_gemm_kernel<FP8, OUT><<<grid, GEMM_THREADS, smem, stream>>>(*ma, *mas, *mb, *p);
+    moe_pdl_launch l;
+    moe_pdl_config(&l, grid, GEMM_THREADS, smem, stream, p->rows);
+    cudaLaunchKernelEx(&l.cfg, grouped_gemm_kernel<FP8, OUT>, *ma, *mas, *mb, *p);
     return moe_cuda_launch_status(op);
 }
 
@@ -611,7 +654,7 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
                         op);
 
     /* shared memory: the stage ring, 2 barriers and the scales per stage, the expert table */
-    size_t table = (size_t)(3 * experts + 1) * sizeof(int32_t);
+    size_t table = (size_t)(4 * experts + 2) * sizeof(int32_t);
     size_t fixed = 1024 /* alignment slack */ + (16 + GEMM_SCALE_BYTES) * GEMM_MAX_STAGES + table;
     int64_t stages = st->smem_optin > fixed ? (int64_t)((st->smem_optin - fixed) / GEMM_STAGE_BYTES)
                                             : 0;
