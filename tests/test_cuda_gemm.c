@@ -275,12 +275,14 @@ static void test_cuda_gemm_fp8_contiguous(void) {
     int32_t edges[6] = {32, 33, 0, 1, 128, 129}; /* around the swap and tile boundaries */
     /* last tiles of 32 (swapped), 33 and 64 (one warpgroup), 65 and 1 rows (both / swapped) */
     int32_t tails[5] = {160, 161, 192, 193, 257};
+    int32_t decode[3] = {5, 32, 1}; /* split tiles: 3 K blocks, the last stage half full */
     contiguous("E=1 M=1", 1, 1, 128, 128, one, 0, 3);
     contiguous("E=1 M=300", 1, 1, 256, 384, big, 0, 0);
     contiguous("one expert of four has rows", 1, 4, 512, 128, lonely, 3, 5);
     contiguous("no rows at all", 1, 3, 128, 256, none, 0, 4);
     contiguous("tile edges", 1, 6, 256, 256, edges, 1, 2);
     contiguous("short last tiles", 1, 5, 256, 384, tails, 2, 1);
+    contiguous("decode experts, odd K blocks", 1, 3, 384, 384, decode, 1, 1);
     contiguous_random("E=4 uniform 0..200", 1, 4, 512, 256, 200, UNIFORM, 2, 3);
     contiguous_random("E=8 skewed 1024", 1, 8, 256, 128, 1024, SKEWED, 0, 0);
     contiguous_random("E=64 uniform 0..40", 1, 64, 128, 256, 40, UNIFORM, 0, 1);

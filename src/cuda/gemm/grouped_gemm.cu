@@ -39,10 +39,17 @@
  *
  * Tiles of at most 32 rows (every tile of a decode expert, and the last tile of a larger
  * expert whose rows are not a multiple of 128) use the same ring with A and B swapped:
- * the 128 weight rows of the tile become wgmma's M (64 per warpgroup) and the expert's
- * rows become N = 32, loaded through a second tensor map whose box is 32 rows. This
- * quarters the tensor-core work and the A traffic of a tile that is memory-bound on its
- * weights anyway. The choice is per tile, made on the device in the same launch. A
+ * the weight rows of the tile become wgmma's M (64 per warpgroup) and the expert's rows
+ * become N = 32, loaded through a second tensor map whose box is 32 rows. This quarters
+ * the tensor-core work and the A traffic of a tile that is memory-bound on its weights
+ * anyway. A decode expert (at most 32 rows) is cut finer still, into split tiles of 64
+ * weight rows whose K blocks alternate between the two consumer warpgroups (two K blocks
+ * a stage, so a stage moves as many bytes as before) and are summed at the end, warpgroup
+ * 1's part then warpgroup 2's: at T = 1 DeepSeek-V3's gate_up has 9 experts x 64 such
+ * tiles, 4.4 waves of 132 SMs where 128-row tiles made 2.2, whose third ran on 24 SMs.
+ * Split tiles are used only when A has at most 128 rows (T <= 14 for DeepSeek-V3): with
+ * more rows there are waves enough, and measured at T = 32 and 512 they were slower
+ * (bench/NOTES.md). The choice is per tile, made on the device in the same launch. A
  * regular tile with at most 64 rows is computed by one consumer warpgroup alone. At
  * uniform routing with ~128 rows an expert (DeepSeek-V3 at T = 4096) half the experts
  * have a short last tile, so without both rules a third of the tensor work was padding.
@@ -72,6 +79,9 @@
 #define GEMM_BN 128            /* columns of a tile; the FP8 scale block of N */
 #define GEMM_ROW_BYTES 128     /* one shared-memory row of a K block (128B swizzle) */
 #define GEMM_SMALL 32          /* tiles with at most this many rows are swapped */
+#define GEMM_BN_SPLIT 64       /* weight rows of a decode expert's (split) tile */
+#define GEMM_SPLIT_MAX_ROWS 128 /* split tiles only when A has at most this many rows */
+#define GEMM_REDUCE_FLOATS (16 * 128) /* a split tile's hand-over: 16 sums per thread */
 #define GEMM_TILE_BYTES (GEMM_BM * GEMM_ROW_BYTES) /* 16 KiB */
 #define GEMM_STAGE_BYTES (2 * GEMM_TILE_BYTES)     /* A and B of one K block */
 #define GEMM_MAX_STAGES 6
@@ -97,6 +107,7 @@ typedef struct gemm_params {
     int32_t rows;          /* R, or C when masked */
     int32_t n;
     int32_t n_tiles;
+    int32_t n_split_tiles; /* ceil(N / 64): the tiles of an expert of <= 32 rows, or 0 */
     int32_t k_blocks;      /* stages per tile: K / 128 (FP8) or ceil(K / 64) (BF16) */
     int32_t stages;
     const float *sa;       /* FP8 A scales: (expert, row, K block) at sa_e, sa_r, sa_k */
@@ -111,6 +122,7 @@ typedef struct gemm_params {
 typedef struct gemm_tile {
     int32_t e;
     int32_t swapped; /* at most 32 rows: weights are wgmma's M */
+    int32_t split;   /* an expert of at most 32 rows: 64 weight rows, K split in two */
     int32_t row;     /* first row: of A's row dimension, and of D's */
     int32_t rows;    /* rows of the tile the expert owns, 1..128 */
     int32_t n0;
@@ -126,7 +138,14 @@ typedef struct gemm_smem {
     int32_t *start;    /* [E] first row of expert e (in A's row dimension) */
     int32_t *count;    /* [E] rows of expert e */
     int32_t *bounds;   /* [E+1] the bounds as read, to check them after the PDL wait */
+    float *reduce;     /* [16][128]: a split tile's odd-K-block sums, warpgroup 2 to 1 */
 } gemm_smem;
+
+/* The kernel's tensor maps: A with 128-row and 32-row boxes, B with 128-row and 64-row
+ * boxes (the latter for split tiles). */
+typedef struct gemm_maps {
+    CUtensorMap a, a_small, b, b_split;
+} gemm_maps;
 
 static __device__ __forceinline__ uint32_t stage_a(const gemm_smem &s, int stage) {
     return s.ring + (uint32_t)stage * GEMM_STAGE_BYTES;
@@ -135,8 +154,10 @@ static __device__ __forceinline__ uint32_t stage_b(const gemm_smem &s, int stage
     return stage_a(s, stage) + GEMM_TILE_BYTES;
 }
 
-static __device__ __forceinline__ int32_t tiles_of(int32_t count, int32_t n_tiles) {
-    return count <= 0 ? 0 : (count + GEMM_BM - 1) / GEMM_BM * n_tiles;
+static __device__ __forceinline__ int32_t tiles_of(int32_t count, const gemm_params &p) {
+    if (count <= 0) return 0;
+    if (count <= GEMM_SMALL && p.n_split_tiles > 0) return p.n_split_tiles;
+    return (count + GEMM_BM - 1) / GEMM_BM * p.n_tiles;
 }
 
 /* Rows and tile prefix of every expert into shared memory; ends with a barrier. The
@@ -181,7 +202,7 @@ static __device__ void build_table(const gemm_params &p, const gemm_smem &s) {
             }
         }
         int32_t seg_tiles = 0;
-        for (int32_t e = beg; e < end; e++) seg_tiles += tiles_of(s.count[e], p.n_tiles);
+        for (int32_t e = beg; e < end; e++) seg_tiles += tiles_of(s.count[e], p);
         int32_t incl = seg_tiles;
         for (int o = 1; o < 32; o <<= 1) {
             int32_t v = __shfl_up_sync(0xffffffffu, incl, o);
@@ -190,7 +211,7 @@ static __device__ void build_table(const gemm_params &p, const gemm_smem &s) {
         int32_t before = incl - seg_tiles;
         for (int32_t e = beg; e < end; e++) {
             s.prefix[e] = before;
-            before += tiles_of(s.count[e], p.n_tiles);
+            before += tiles_of(s.count[e], p);
         }
         if (lane == 31) s.prefix[experts] = incl;
     }
@@ -220,15 +241,23 @@ static __device__ __forceinline__ gemm_tile find_tile(const gemm_params &p,
     gemm_tile g;
     int32_t count = s.count[lo];
     int32_t local = t - s.prefix[lo];
+    g.e = lo;
+    g.row = s.start[lo];
+    if (count <= GEMM_SMALL && p.n_split_tiles > 0) { /* decode: 64 weight rows a tile */
+        g.rows = count;
+        g.swapped = g.split = 1;
+        g.n0 = local * GEMM_BN_SPLIT;
+        return g;
+    }
     int32_t m_tiles = (count + GEMM_BM - 1) / GEMM_BM;
     int32_t group = GEMM_GROUP_N * m_tiles;
     int32_t gi = local / group, rem = local - gi * group;
     int32_t width = min(GEMM_GROUP_N, p.n_tiles - gi * GEMM_GROUP_N);
     int32_t m = rem / width, n = gi * GEMM_GROUP_N + (rem - m * width);
-    g.e = lo;
-    g.row = s.start[lo] + m * GEMM_BM;
+    g.row += m * GEMM_BM;
     g.rows = min(count - m * GEMM_BM, GEMM_BM);
     g.swapped = g.rows <= GEMM_SMALL;
+    g.split = 0;
     g.n0 = n * GEMM_BN;
     return g;
 }
@@ -243,25 +272,50 @@ static __device__ __forceinline__ void next_stage(int &stage, uint32_t &phase, i
     }
 }
 
+/* K blocks a stage holds: a split tile's stage holds two, the first for consumer
+ * warpgroup 1 and the second for warpgroup 2, each in its own half of the A and B areas
+ * (1024-byte aligned, so the 128-byte swizzle is the same as at the area's start). */
+static __device__ __forceinline__ int32_t k_per_stage(const gemm_tile &g) {
+    return g.split ? 2 : 1;
+}
+#define GEMM_SPLIT_A_HALF (GEMM_SMALL * GEMM_ROW_BYTES)     /* 4 KiB */
+#define GEMM_SPLIT_B_HALF (GEMM_BN_SPLIT * GEMM_ROW_BYTES)  /* 8 KiB */
+
 template <bool FP8>
-static __device__ void produce(const gemm_params &p, const gemm_smem &s, const CUtensorMap *map_a,
-                               const CUtensorMap *map_a_small, const CUtensorMap *map_b) {
+static __device__ void produce(const gemm_params &p, const gemm_smem &s, const gemm_maps &m) {
     const int32_t k_step = FP8 ? GEMM_ROW_BYTES : GEMM_ROW_BYTES / 2;
     int32_t total = s.prefix[p.experts];
     int stage = 0;
     uint32_t phase = 0;
     for (int32_t t = blockIdx.x; t < total; t += gridDim.x) {
         gemm_tile g = find_tile(p, s, t);
-        const CUtensorMap *ma = g.swapped ? map_a_small : map_a;
-        uint32_t bytes = GEMM_TILE_BYTES + (g.swapped ? GEMM_SMALL * GEMM_ROW_BYTES
-                                                      : GEMM_TILE_BYTES);
         int32_t a_e = p.masked ? g.e : 0;
+        if (g.split) {
+            for (int32_t kb = 0; kb < p.k_blocks; kb += 2) {
+                uint32_t full = s.full + 8u * stage, empty = s.empty + 8u * stage;
+                int32_t here = min(2, p.k_blocks - kb);
+                mbar_wait(empty, phase ^ 1u);
+                mbar_arrive_expect_tx(full,
+                                      (uint32_t)here * (GEMM_SPLIT_A_HALF + GEMM_SPLIT_B_HALF));
+                for (int32_t h = 0; h < here; h++) {
+                    int32_t k = (kb + h) * k_step;
+                    tma_load_3d(stage_a(s, stage) + (uint32_t)h * GEMM_SPLIT_A_HALF, &m.a_small,
+                                full, k, g.row, a_e);
+                    tma_load_3d(stage_b(s, stage) + (uint32_t)h * GEMM_SPLIT_B_HALF, &m.b_split,
+                                full, k, g.n0, g.e);
+                }
+                next_stage(stage, phase, p.stages);
+            }
+            continue;
+        }
+        const CUtensorMap *ma = g.swapped ? &m.a_small : &m.a;
+        uint32_t bytes = GEMM_TILE_BYTES + (g.swapped ? GEMM_SPLIT_A_HALF : GEMM_TILE_BYTES);
         for (int32_t kb = 0; kb < p.k_blocks; kb++) {
             uint32_t full = s.full + 8u * stage, empty = s.empty + 8u * stage;
             mbar_wait(empty, phase ^ 1u);
             mbar_arrive_expect_tx(full, bytes);
             tma_load_3d(stage_a(s, stage), ma, full, kb * k_step, g.row, a_e);
-            tma_load_3d(stage_b(s, stage), map_b, full, kb * k_step, g.n0, g.e);
+            tma_load_3d(stage_b(s, stage), &m.b, full, kb * k_step, g.n0, g.e);
             next_stage(stage, phase, p.stages);
         }
     }
@@ -286,17 +340,33 @@ static __device__ void produce_scales(const gemm_params &p, const gemm_smem &s) 
         int64_t a_e = p.masked ? g.e : 0;
         const float *sa = p.sa + a_e * p.sa_e + (int64_t)g.row * p.sa_r;
         const float *sb = p.sb + g.e * p.sb_e + (int64_t)(g.n0 / GEMM_SCALE_BLOCK) * p.sb_n;
-        for (int32_t kb = 0; kb < p.k_blocks; kb++) {
+        int32_t step = k_per_stage(g);
+        for (int32_t kb = 0; kb < p.k_blocks; kb += step) {
             uint32_t dst = s.scales + (uint32_t)stage * GEMM_SCALE_BYTES;
             mbar_wait(s.empty + 8u * stage, phase ^ 1u);
+            if (g.split) {
+                /* A scale of (K block kb + h, row r) at [32 h + r], b_scale at [128 + h] */
+                int32_t here = min(2, p.k_blocks - kb);
+                bool ok = lane < g.rows;
+                for (int32_t h = 0; h < here; h++) {
+                    const float *src =
+                        ok ? sa + (int64_t)lane * p.sa_r + (int64_t)(kb + h) * p.sa_k : p.sa;
+                    cp_async_4(dst + 4u * (32 * h + lane), src, ok ? 4u : 0u);
+                }
+                if (lane < here)
+                    cp_async_4(dst + 4u * (GEMM_BM + lane), sb + (int64_t)(kb + lane) * p.sb_k,
+                               4u);
+            } else {
 #pragma unroll
-            for (int j = 0; j < GEMM_BM / 32; j++) {
-                int32_t r = lane + 32 * j;
-                bool ok = r < g.rows;
-                const float *src = ok ? sa + (int64_t)r * p.sa_r + (int64_t)kb * p.sa_k : p.sa;
-                cp_async_4(dst + 4u * r, src, ok ? 4u : 0u);
+                for (int j = 0; j < GEMM_BM / 32; j++) {
+                    int32_t r = lane + 32 * j;
+                    bool ok = r < g.rows;
+                    const float *src =
+                        ok ? sa + (int64_t)r * p.sa_r + (int64_t)kb * p.sa_k : p.sa;
+                    cp_async_4(dst + 4u * r, src, ok ? 4u : 0u);
+                }
+                if (lane == 0) cp_async_4(dst + 4u * GEMM_BM, sb + (int64_t)kb * p.sb_k, 4u);
             }
-            if (lane == 0) cp_async_4(dst + 4u * GEMM_BM, sb + (int64_t)kb * p.sb_k, 4u);
             cp_async_commit();
             if (pending >= 0) {
                 cp_async_wait<1>();
@@ -419,60 +489,73 @@ static __device__ void consume_tile(const gemm_params &p, const gemm_smem &s, co
     }
 }
 
-/* A swapped tile (at most 32 rows): this warpgroup's 64 weight rows x the
- * expert's rows as wgmma's N = 32. Element i of the fragment is weight row
- * 64 wg + 16 warp + lane/4 + 8 ((i/2)%2) and expert row 8 (i/4) + 2 (lane%4) + i%2. */
+/* A swapped tile (at most 32 rows) with the expert's rows as wgmma's N = 32 and weight
+ * rows as its M. Unsplit: this warpgroup's 64 of the tile's 128 weight rows, over all of
+ * K. Split (a decode expert's 64-row tile): this warpgroup's K blocks, the first or the
+ * second of each stage; warpgroup 2 then hands its sums to warpgroup 1 through shared
+ * memory, which adds them (always in that order) and stores. Element i of the fragment is
+ * weight row 16 warp + lane/4 + 8 ((i/2)%2) of the warpgroup's 64 and expert row
+ * 8 (i/4) + 2 (lane%4) + i%2. */
 template <bool FP8, moe_dtype OUT>
 static __device__ void consume_small(const gemm_params &p, const gemm_smem &s, const gemm_tile &g,
                                      int wg, int &stage, uint32_t &phase) {
     int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3;
     int64_t a_e = p.masked ? g.e : 0;
+    /* this warpgroup's K block within a stage, and where its operands lie */
+    int32_t h = g.split ? wg : 0, step = k_per_stage(g);
+    uint32_t a_off = (uint32_t)h * GEMM_SPLIT_A_HALF, b_off = (uint32_t)wg * GEMM_SPLIT_B_HALF;
     float acc[16];
 #pragma unroll
     for (int i = 0; i < 16; i++) acc[i] = 0.0f;
 
-    if constexpr (FP8) {
-        float part[16];
-        for (int32_t kb = 0; kb < p.k_blocks; kb++) {
-            mbar_wait(s.full + 8u * stage, phase);
-            /* expert row of slot q = 2 (i/4) + i%2 is 8 (q/2) + 2 (lane%4) + q%2; read
-             * before the stage is released */
-            const float *sc = s.scale + stage * GEMM_SCALE_FLOATS;
-            float a[8], b = sc[GEMM_BM];
+    for (int32_t kb = 0; kb < p.k_blocks; kb += step) {
+        mbar_wait(s.full + 8u * stage, phase);
+        if (kb + h < p.k_blocks) {
+            uint64_t da = wgmma_desc(stage_b(s, stage) + b_off);
+            uint64_t db = wgmma_desc(stage_a(s, stage) + a_off);
+            if constexpr (FP8) {
+                /* expert row of slot q = 2 (i/4) + i%2 is 8 (q/2) + 2 (lane%4) + q%2; read
+                 * before the stage is released */
+                const float *sc = s.scale + stage * GEMM_SCALE_FLOATS;
+                float a[8], b = sc[GEMM_BM + h], part[16];
 #pragma unroll
-            for (int q = 0; q < 8; q++) a[q] = sc[8 * (q >> 1) + 2 * (lane & 3) + (q & 1)];
-            uint64_t da = wgmma_desc(stage_b(s, stage) + (uint32_t)wg * 64 * GEMM_ROW_BYTES);
-            uint64_t db = wgmma_desc(stage_a(s, stage));
-            reg_fence(part);
-            wgmma_fence();
+                for (int q = 0; q < 8; q++)
+                    a[q] = sc[32 * h + 8 * (q >> 1) + 2 * (lane & 3) + (q & 1)];
+                reg_fence(part);
+                wgmma_fence();
 #pragma unroll
-            for (int k = 0; k < 4; k++) wgmma_fp8_n32(part, da + 2 * k, db + 2 * k, k);
-            wgmma_commit();
-            wgmma_wait_all();
-            reg_fence(part);
-            release<FP8>(s, stage);
-            next_stage(stage, phase, p.stages);
+                for (int k = 0; k < 4; k++) wgmma_fp8_n32(part, da + 2 * k, db + 2 * k, k);
+                wgmma_commit();
+                wgmma_wait_all();
+                reg_fence(part);
 #pragma unroll
-            for (int i = 0; i < 16; i++) {
-                float sc = __fmul_rn(a[2 * (i >> 2) + (i & 1)], b);
-                acc[i] = __fadd_rn(acc[i], __fmul_rn(part[i], sc));
+                for (int i = 0; i < 16; i++) {
+                    float sab = __fmul_rn(a[2 * (i >> 2) + (i & 1)], b);
+                    acc[i] = __fadd_rn(acc[i], __fmul_rn(part[i], sab));
+                }
+            } else {
+                reg_fence(acc);
+                wgmma_fence();
+#pragma unroll
+                for (int k = 0; k < 4; k++) wgmma_bf16_n32(acc, da + 2 * k, db + 2 * k, 1);
+                wgmma_commit();
+                wgmma_wait_all();
+                reg_fence(acc);
             }
         }
-    } else {
-        for (int32_t kb = 0; kb < p.k_blocks; kb++) {
-            mbar_wait(s.full + 8u * stage, phase);
-            uint64_t da = wgmma_desc(stage_b(s, stage) + (uint32_t)wg * 64 * GEMM_ROW_BYTES);
-            uint64_t db = wgmma_desc(stage_a(s, stage));
-            reg_fence(acc);
-            wgmma_fence();
-#pragma unroll
-            for (int k = 0; k < 4; k++) wgmma_bf16_n32(acc, da + 2 * k, db + 2 * k, 1);
-            wgmma_commit();
-            wgmma_wait_all();
-            reg_fence(acc);
-            release<FP8>(s, stage);
-            next_stage(stage, phase, p.stages);
-        }
+        release<FP8>(s, stage);
+        next_stage(stage, phase, p.stages);
+    }
+
+    if (g.split) {
+        int t = threadIdx.x & 127;
+        if (wg == 1)
+            for (int i = 0; i < 16; i++) s.reduce[i * 128 + t] = acc[i];
+        consumers_sync();
+        if (wg == 0)
+            for (int i = 0; i < 16; i++) acc[i] = __fadd_rn(acc[i], s.reduce[i * 128 + t]);
+        consumers_sync(); /* the buffer is free for the next split tile */
+        if (wg == 1) return;
     }
 
     /* D[row][n] with n = the weight row: lanes l and l ^ 4 hold weight rows w and w + 1
@@ -495,9 +578,7 @@ static __device__ void consume_small(const gemm_params &p, const gemm_smem &s, c
 
 template <bool FP8, moe_dtype OUT>
 __global__ void __launch_bounds__(GEMM_THREADS, 1)
-    grouped_gemm_kernel(const __grid_constant__ CUtensorMap map_a,
-                        const __grid_constant__ CUtensorMap map_a_small,
-                        const __grid_constant__ CUtensorMap map_b, const gemm_params p) {
+    grouped_gemm_kernel(const __grid_constant__ gemm_maps maps, const gemm_params p) {
     extern __shared__ uint8_t smem_raw[];
     uint32_t raw = smem_u32(smem_raw);
     uint32_t pad = ((raw + 1023u) & ~1023u) - raw;
@@ -512,6 +593,7 @@ __global__ void __launch_bounds__(GEMM_THREADS, 1)
     s.start = s.prefix + p.experts + 1;
     s.count = s.start + p.experts;
     s.bounds = s.count + p.experts;
+    s.reduce = (float *)(s.bounds + p.experts + 1);
 
     if (threadIdx.x == 0) {
         for (int i = 0; i < p.stages; i++) {
@@ -521,9 +603,10 @@ __global__ void __launch_bounds__(GEMM_THREADS, 1)
         }
         mbar_init_fence();
         if (p.k_blocks > 0) {
-            tma_prefetch_map(&map_a);
-            tma_prefetch_map(&map_a_small);
-            tma_prefetch_map(&map_b);
+            tma_prefetch_map(&maps.a);
+            tma_prefetch_map(&maps.a_small);
+            tma_prefetch_map(&maps.b);
+            tma_prefetch_map(&maps.b_split);
         }
     }
     /* launched with PDL (common.cuh): the table from the bounds as they are now, which
@@ -538,7 +621,7 @@ __global__ void __launch_bounds__(GEMM_THREADS, 1)
     int wg = threadIdx.x / 128;
     if (wg == 0) {
         regs_shrink<GEMM_PRODUCER_REGS>();
-        if (threadIdx.x == 0) produce<FP8>(p, s, &map_a, &map_a_small, &map_b);
+        if (threadIdx.x == 0) produce<FP8>(p, s, maps);
         else if (FP8 && threadIdx.x / 32 == 1) produce_scales(p, s);
     } else {
         regs_grow<GEMM_CONSUMER_REGS>();
@@ -599,16 +682,15 @@ static moe_status encode_3d(const char *op, encode_fn encode, CUtensorMap *map, 
 }
 
 template <bool FP8, moe_dtype OUT>
-static moe_status launch(const char *op, const CUtensorMap *ma, const CUtensorMap *mas,
-                         const CUtensorMap *mb, const gemm_params *p, unsigned grid,
-                         size_t smem, cudaStream_t stream) {
+static moe_status launch(const char *op, const gemm_maps *maps, const gemm_params *p,
+                         unsigned grid, size_t smem, cudaStream_t stream) {
     cudaError_t e = cudaFuncSetAttribute(grouped_gemm_kernel<FP8, OUT>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess)
         return moe_fail(MOE_ERR_BACKEND, "%s: cudaFuncSetAttribute: %s", op, cudaGetErrorString(e));
     moe_pdl_launch l;
     moe_pdl_config(&l, grid, GEMM_THREADS, smem, stream, p->rows);
-    cudaLaunchKernelEx(&l.cfg, grouped_gemm_kernel<FP8, OUT>, *ma, *mas, *mb, *p);
+    cudaLaunchKernelEx(&l.cfg, grouped_gemm_kernel<FP8, OUT>, *maps, *p);
     return moe_cuda_launch_status(op);
 }
 
@@ -645,16 +727,21 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
                         (long long)d->stride[0]);
 
     int64_t n_tiles = (n + GEMM_BN - 1) / GEMM_BN;
-    int64_t m_bound = masked ? experts * ((rows + GEMM_BM - 1) / GEMM_BM)
-                             : (rows + GEMM_BM - 1) / GEMM_BM + experts;
+    /* m tiles over all experts, + E: a decode expert has 2 n_tiles split tiles */
+    int64_t m_bound = (masked ? experts * ((rows + GEMM_BM - 1) / GEMM_BM)
+                              : (rows + GEMM_BM - 1) / GEMM_BM + experts) +
+                      experts;
     if (rows > INT32_MAX - 2 * GEMM_BM || n > INT32_MAX - GEMM_BN || k > INT32_MAX ||
         m_bound > INT32_MAX / n_tiles)
         return moe_fail(MOE_ERR_UNSUPPORTED,
                         "%s: the problem is too large for the CUDA kernel's 32-bit tile indices",
                         op);
 
-    /* shared memory: the stage ring, 2 barriers and the scales per stage, the expert table */
-    size_t table = (size_t)(4 * experts + 2) * sizeof(int32_t);
+    /* shared memory: the stage ring, 2 barriers and the scales per stage, the expert table
+     * and, where split tiles can occur, their reduction buffer */
+    int split = rows <= GEMM_SPLIT_MAX_ROWS;
+    size_t table = (size_t)(4 * experts + 2) * sizeof(int32_t) +
+                   (split ? GEMM_REDUCE_FLOATS * sizeof(float) : 0);
     size_t fixed = 1024 /* alignment slack */ + (16 + GEMM_SCALE_BYTES) * GEMM_MAX_STAGES + table;
     int64_t stages = st->smem_optin > fixed ? (int64_t)((st->smem_optin - fixed) / GEMM_STAGE_BYTES)
                                             : 0;
@@ -674,6 +761,8 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
     p.rows = (int32_t)rows;
     p.n = (int32_t)n;
     p.n_tiles = (int32_t)n_tiles;
+    if (split)
+        p.n_split_tiles = (int32_t)((n + GEMM_BN_SPLIT - 1) / GEMM_BN_SPLIT);
     p.k_blocks = (int32_t)(fp8 ? k / GEMM_SCALE_BLOCK : (k + 63) / 64);
     p.stages = (int32_t)stages;
     if (fp8) {
@@ -692,10 +781,8 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
     p.d_e = masked ? d->stride[0] : 0;
     p.d_r = d->stride[lead];
 
-    CUtensorMap map_a, map_a_small, map_b;
-    memset(&map_a, 0, sizeof map_a);
-    memset(&map_a_small, 0, sizeof map_a_small);
-    memset(&map_b, 0, sizeof map_b);
+    gemm_maps maps;
+    memset(&maps, 0, sizeof maps);
     if (k > 0) {
         void *fn = NULL;
         cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
@@ -708,12 +795,14 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
         int64_t a_row = a->stride[lead] * es;
         int64_t a_outer = masked ? a->stride[0] * es : rows * a_row;
         int64_t a_count = masked ? experts : 1;
-        MOE_TRY(encode_3d(op, encode, &map_a, fp8, a->data, k, rows, a_count, a_row, a_outer,
+        MOE_TRY(encode_3d(op, encode, &maps.a, fp8, a->data, k, rows, a_count, a_row, a_outer,
                           GEMM_BM, "a"));
-        MOE_TRY(encode_3d(op, encode, &map_a_small, fp8, a->data, k, rows, a_count, a_row,
+        MOE_TRY(encode_3d(op, encode, &maps.a_small, fp8, a->data, k, rows, a_count, a_row,
                           a_outer, GEMM_SMALL, "a"));
-        MOE_TRY(encode_3d(op, encode, &map_b, fp8, b->data, k, n, experts, b->stride[1] * es,
+        MOE_TRY(encode_3d(op, encode, &maps.b, fp8, b->data, k, n, experts, b->stride[1] * es,
                           b->stride[0] * es, GEMM_BN, "b"));
+        MOE_TRY(encode_3d(op, encode, &maps.b_split, fp8, b->data, k, n, experts,
+                          b->stride[1] * es, b->stride[0] * es, GEMM_BN_SPLIT, "b"));
     }
 
     int64_t bound = m_bound * n_tiles;
@@ -722,12 +811,12 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
     cudaStream_t s = moe_cuda_stream(stream);
     if (fp8) {
         if (d->dtype == MOE_DTYPE_BF16)
-            return launch<true, MOE_DTYPE_BF16>(op, &map_a, &map_a_small, &map_b, &p, grid, smem, s);
-        return launch<true, MOE_DTYPE_F16>(op, &map_a, &map_a_small, &map_b, &p, grid, smem, s);
+            return launch<true, MOE_DTYPE_BF16>(op, &maps, &p, grid, smem, s);
+        return launch<true, MOE_DTYPE_F16>(op, &maps, &p, grid, smem, s);
     }
     if (d->dtype == MOE_DTYPE_BF16)
-        return launch<false, MOE_DTYPE_BF16>(op, &map_a, &map_a_small, &map_b, &p, grid, smem, s);
-    return launch<false, MOE_DTYPE_F16>(op, &map_a, &map_a_small, &map_b, &p, grid, smem, s);
+        return launch<false, MOE_DTYPE_BF16>(op, &maps, &p, grid, smem, s);
+    return launch<false, MOE_DTYPE_F16>(op, &maps, &p, grid, smem, s);
 }
 
 extern "C" moe_status moe_cuda_grouped_gemm_workspace_size(moe_context *ctx, int32_t num_experts,

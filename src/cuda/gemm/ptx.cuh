@@ -112,6 +112,11 @@ static __device__ __forceinline__ void wgmma_fence(void) {
 static __device__ __forceinline__ void wgmma_commit(void) {
     asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
 }
+/* Barrier 1 over the two consumer warpgroups (256 threads); the producer does not join. */
+static __device__ __forceinline__ void consumers_sync(void) {
+    asm volatile("bar.sync 1, 256;" ::: "memory");
+}
+
 static __device__ __forceinline__ void wgmma_wait_all(void) {
     asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
 }
