@@ -47,9 +47,11 @@
  * a stage, so a stage moves as many bytes as before) and are summed at the end, warpgroup
  * 1's part then warpgroup 2's: at T = 1 DeepSeek-V3's gate_up has 9 experts x 64 such
  * tiles, 4.4 waves of 132 SMs where 128-row tiles made 2.2, whose third ran on 24 SMs.
- * Split tiles are used only when A has at most 128 rows (T <= 14 for DeepSeek-V3): with
- * more rows there are waves enough, and measured at T = 32 and 512 they were slower
- * (bench/NOTES.md). The choice is per tile, made on the device in the same launch. A
+ * Split tiles are used only where whole tiles would make fewer than 3 waves even if every
+ * row went to its own expert (min(E, rows) x N/128 tiles): decode-sized calls. With more
+ * waves balance is no problem, and measured at T = 8, 32 and 512 split tiles were
+ * slower (bench/NOTES.md). The choice is per tile, made on the device in the same
+ * launch. A
  * regular tile with at most 64 rows is computed by one consumer warpgroup alone. At
  * uniform routing with ~128 rows an expert (DeepSeek-V3 at T = 4096) half the experts
  * have a short last tile, so without both rules a third of the tensor work was padding.
@@ -80,7 +82,7 @@
 #define GEMM_ROW_BYTES 128     /* one shared-memory row of a K block (128B swizzle) */
 #define GEMM_SMALL 32          /* tiles with at most this many rows are swapped */
 #define GEMM_BN_SPLIT 64       /* weight rows of a decode expert's (split) tile */
-#define GEMM_SPLIT_MAX_ROWS 128 /* split tiles only when A has at most this many rows */
+#define GEMM_SPLIT_WAVES 3      /* split tiles when whole ones would make fewer waves */
 #define GEMM_REDUCE_FLOATS (16 * 128) /* a split tile's hand-over: 16 sums per thread */
 #define GEMM_TILE_BYTES (GEMM_BM * GEMM_ROW_BYTES) /* 16 KiB */
 #define GEMM_STAGE_BYTES (2 * GEMM_TILE_BYTES)     /* A and B of one K block */
@@ -739,7 +741,8 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
 
     /* shared memory: the stage ring, 2 barriers and the scales per stage, the expert table
      * and, where split tiles can occur, their reduction buffer */
-    int split = rows <= GEMM_SPLIT_MAX_ROWS;
+    int64_t most_experts = masked || rows > experts ? experts : rows;
+    int split = most_experts * n_tiles < (int64_t)GEMM_SPLIT_WAVES * st->sm_count;
     size_t table = (size_t)(4 * experts + 2) * sizeof(int32_t) +
                    (split ? GEMM_REDUCE_FLOATS * sizeof(float) : 0);
     size_t fixed = 1024 /* alignment slack */ + (16 + GEMM_SCALE_BYTES) * GEMM_MAX_STAGES + table;
