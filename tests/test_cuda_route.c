@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "route_check.h"
 
 #define F32 MOE_DTYPE_F32
 #define I32 MOE_DTYPE_I32
@@ -34,11 +35,6 @@
 /* Subnormal weights (s of logits near -88, p of logits 70 below the maximum) keep only a
  * few bits, where an ulp of expf is a large relative error: a few subnormal ulps more. */
 #define SUBNORMAL_SLACK (4 * 0x1p-149)
-
-/* Poison bit patterns: test_device_like and test_tensor poison i32 with this, floats
- * with 0xFF bytes. */
-#define POISON_I32 0x7BADBAD7
-#define POISON_F32_BITS 0xFFFFFFFFu
 
 static const moe_dtype float_dtypes[] = {MOE_DTYPE_F32, MOE_DTYPE_BF16, MOE_DTYPE_F16};
 
@@ -227,25 +223,6 @@ static moe_tensor device_copy(const moe_tensor *host, int misaligned) {
 
 /* ---------------------------------------------------------------- comparing */
 
-static int is_poison(const moe_tensor *t, int64_t i, int64_t j) {
-    uint32_t bits;
-    memcpy(&bits, (const char *)t->data + (i * t->stride[0] + j) * 4, 4);
-    return t->dtype == I32 ? bits == (uint32_t)POISON_I32 : bits == POISON_F32_BITS;
-}
-
-/* The padding after each row is still poisoned. */
-static int padding_intact(const moe_tensor *t) {
-    for (int64_t i = 0; i < t->shape[0]; i++)
-        for (int64_t j = t->shape[1]; j < t->stride[0]; j++)
-            if (!is_poison(t, i, j)) return 0;
-    return 1;
-}
-
-typedef struct tally {
-    int64_t tokens, skipped, bad;
-    char first[320]; /* the first mismatch */
-} tally;
-
 /* Compares token t of the device outputs with the CPU's. Near-tie tokens are only checked
  * to be written with plausible values: ids in [-1, id_end), weights finite and >= 0. */
 static void compare_token(const moe_tensor *want_ids, const moe_tensor *want_w,
@@ -272,31 +249,7 @@ static void compare_token(const moe_tensor *want_ids, const moe_tensor *want_w,
     }
 }
 
-/* Tokens compared and skipped over all runs of one test. */
-static int64_t all_tokens, all_skipped;
-
-static void check_tally(const tally *y, const char *what) {
-    CHECK(y->bad == 0, "%s: %lld mismatches, first %s", what, (long long)y->bad, y->first);
-    all_tokens += y->tokens;
-    all_skipped += y->skipped;
-}
-
-/* Near-ties should be rare (well under 1% of tokens at these shapes, mostly where
- * sigmoid saturates near 1); many skips would hide a real ordering bug. */
-static void check_skipped(const char *what) {
-    CHECK(all_skipped * 50 < all_tokens, "%s: %lld of %lld tokens skipped as near-ties", what,
-          (long long)all_skipped, (long long)all_tokens);
-    all_tokens = all_skipped = 0;
-}
-
 /* ---------------------------------------------------------------- one run of each op */
-
-typedef struct grouped_shape {
-    const char *name;
-    int32_t e, g, tg, k;
-    float r;
-    int32_t s;
-} grouped_shape;
 
 typedef struct run_opts {
     moe_dtype dt;
@@ -343,8 +296,8 @@ static void grouped_run(moe_context *gpu, const grouped_shape *m, const run_opts
              m->name, (int)m->e, (int)m->g, (int)m->tg, (int)m->k, (int)m->s,
              moe_dtype_name(o->dt), (long long)T, layout_name(o->lay), o->renorm, o->scale,
              o->bias, (int)o->fill);
-    check_tally(&y, what);
-    CHECK(padding_intact(&g_ids) && padding_intact(&g_w), "%s: a write went past a row", what);
+    route_check_tally(&y, what);
+    CHECK(route_padding_intact(&g_ids) && route_padding_intact(&g_w), "%s: a write went past a row", what);
 }
 
 typedef struct softmax_shape {
@@ -381,19 +334,11 @@ static void softmax_run(moe_context *gpu, const softmax_shape *m, const run_opts
     snprintf(what, sizeof what, "softmax %s E=%d k=%d %s T=%lld %s renorm=%d fill=%d", m->name,
              (int)m->e, (int)m->k, moe_dtype_name(o->dt), (long long)T, layout_name(o->lay),
              o->renorm, (int)o->fill);
-    check_tally(&y, what);
-    CHECK(padding_intact(&g_ids) && padding_intact(&g_w), "%s: a write went past a row", what);
+    route_check_tally(&y, what);
+    CHECK(route_padding_intact(&g_ids) && route_padding_intact(&g_w), "%s: a write went past a row", what);
 }
 
 /* ---------------------------------------------------------------- model shapes */
-
-static const grouped_shape grouped_models[] = {
-    {"DeepSeek-V3", 256, 8, 4, 8, 2.5f, 1},
-    {"Kimi K2", 384, 1, 1, 8, 2.827f, 1},
-    {"Kimi-VL", 64, 1, 1, 6, 2.446f, 2},
-    {"GLM-4.5", 160, 1, 1, 8, 2.5f, 1},
-    {"E512 k16", 512, 16, 4, 16, 1.5f, 0},
-};
 
 static const int64_t model_tokens[] = {1, 32, 200, 4096};
 
@@ -403,15 +348,15 @@ static void test_cuda_grouped_models(void) {
     moe_context *gpu = test_gpu();
     if (!gpu) return;
     int run = 0;
-    for (size_t mi = 0; mi < sizeof grouped_models / sizeof grouped_models[0]; mi++)
+    for (size_t mi = 0; mi < route_grouped_model_count; mi++)
         for (size_t ti = 0; ti < 4; ti++)
             for (size_t d = 0; d < 3; d++, run++) {
                 run_opts o = {float_dtypes[d], model_tokens[ti], (layout)(run % LAYOUT_COUNT),
                               (run / 3) % 2 ? 2 : 0, run & 1, (run >> 1) & 1, run % 5 != 4,
                               FILL_NORMAL};
-                grouped_run(gpu, &grouped_models[mi], &o);
+                grouped_run(gpu, &route_grouped_models[mi], &o);
             }
-    check_skipped("grouped models");
+    route_check_skipped("grouped models");
 }
 
 static const softmax_shape softmax_models[] = {
@@ -430,7 +375,7 @@ static void test_cuda_softmax_models(void) {
                               (run / 2) % 2 ? 1 : 0, run & 1, 0, 0, FILL_NORMAL};
                 softmax_run(gpu, &softmax_models[mi], &o);
             }
-    check_skipped("softmax models");
+    route_check_skipped("softmax models");
 }
 
 /* ---------------------------------------------------------------- odd shapes */
@@ -462,7 +407,7 @@ static void test_cuda_grouped_odd_shapes(void) {
                               (run >> 1) & 1, (run >> 2) & 1, run % 7 != 3, FILL_NORMAL};
                 grouped_run(gpu, &odd_grouped[mi], &o);
             }
-    check_skipped("grouped odd shapes");
+    route_check_skipped("grouped odd shapes");
 }
 
 static const softmax_shape odd_softmax[] = {
@@ -481,7 +426,7 @@ static void test_cuda_softmax_odd_shapes(void) {
                               run & 1, 0, 0, FILL_NORMAL};
                 softmax_run(gpu, &odd_softmax[mi], &o);
             }
-    check_skipped("softmax odd shapes");
+    route_check_skipped("softmax odd shapes");
 }
 
 /* ---------------------------------------------------------------- ties */
@@ -510,7 +455,7 @@ static void test_cuda_route_ties(void) {
                           FILL_TIES};
             softmax_run(gpu, &sm[mi], &o);
         }
-    check_skipped("ties");
+    route_check_skipped("ties");
 }
 
 /* Routes hand-made f32 rows on both backends: ids must be equal and weights within
@@ -534,7 +479,7 @@ static void grouped_rows_both(moe_context *gpu, int64_t T, int32_t e, const floa
         compare_token(&ids, &w, &g_ids, &g_w, t, cols, 0, 0, GROUPED_TOL, &y);
     char what[64];
     snprintf(what, sizeof what, "hand-made rows of line %d", line);
-    check_tally(&y, what);
+    route_check_tally(&y, what);
 }
 
 static void softmax_rows_both(moe_context *gpu, int64_t T, int32_t e, const float *x, int32_t k,
@@ -554,7 +499,7 @@ static void softmax_rows_both(moe_context *gpu, int64_t T, int32_t e, const floa
         compare_token(&ids, &w, &g_ids, &g_w, t, k, 0, 0, 1e-5 + e * 0x1p-24, &y);
     char what[64];
     snprintf(what, sizeof what, "hand-made softmax rows of line %d", line);
-    check_tally(&y, what);
+    route_check_tally(&y, what);
 }
 
 /* The tie cases of tests/test_route.c, and rows of one repeated value at every slot
@@ -623,7 +568,7 @@ static void test_cuda_route_nan_inf(void) {
         }
     /* NaN and infinity rows produce more near-ties than normal ones (e.g. +inf among
      * saturated sigmoids), still few */
-    check_skipped("NaN / inf");
+    route_check_skipped("NaN / inf");
 
     /* the hand-made rows of tests/test_route.c */
     const float n = NAN, inf = INFINITY;
@@ -728,7 +673,7 @@ static void test_cuda_route_extreme(void) {
             char what[128];
             snprintf(what, sizeof what, "extreme %s %s bias=%d", m->name,
                      moe_dtype_name(float_dtypes[d]), use_bias);
-            check_tally(&y, what);
+            route_check_tally(&y, what);
         }
     const softmax_shape sm[] = {{"E5", 5, 5}, {"E16", 16, 16}, {"E32", 32, 16}, {"E75", 75, 9}};
     for (size_t mi = 0; mi < sizeof sm / sizeof sm[0]; mi++)
@@ -757,9 +702,9 @@ static void test_cuda_route_extreme(void) {
             char what[128];
             snprintf(what, sizeof what, "extreme softmax %s %s", m->name,
                      moe_dtype_name(float_dtypes[d]));
-            check_tally(&y, what);
+            route_check_tally(&y, what);
         }
-    check_skipped("extreme logits");
+    route_check_skipped("extreme logits");
 }
 
 /* ---------------------------------------------------------------- weight options */
@@ -780,7 +725,7 @@ static void test_cuda_weight_options(void) {
             grouped_shape m2 = {"E75 G1", 75, 1, 1, 4, 1.25f, shared[si]};
             grouped_run(gpu, &m2, &o);
         }
-    check_skipped("weight options");
+    route_check_skipped("weight options");
 
     /* the shared column directly: id E + t % 3; weight 1 with renormalise and scale */
     int64_t T = 7;
@@ -821,7 +766,7 @@ static void test_cuda_route_no_tokens(void) {
     test_to_host(&ids, &h_ids);
     test_to_host(&w, &h_w);
     int untouched = 1;
-    for (int j = 0; j < 7; j++) untouched &= is_poison(&h_ids, 0, j) && is_poison(&h_w, 0, j);
+    for (int j = 0; j < 7; j++) untouched &= route_is_poison(&h_ids, 0, j) && route_is_poison(&h_w, 0, j);
     CHECK(untouched, "T = 0 wrote an output");
     ids.shape[0] = w.shape[0] = 0;
     logits.data = ids.data = w.data = NULL;
@@ -870,7 +815,7 @@ static void test_cuda_route_tail_untouched(void) {
         test_to_host(&d_w, &h_w);
         int64_t written = 0, tail_ok = 0;
         for (int64_t i = 0; i < T * cols + tail; i++) {
-            int pi = is_poison(&h_ids, 0, i), pw = is_poison(&h_w, 0, i);
+            int pi = route_is_poison(&h_ids, 0, i), pw = route_is_poison(&h_w, 0, i);
             if (i < T * cols)
                 written += !pi && !pw;
             else

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "route_check.h"
 
 #define F32 MOE_DTYPE_F32
 #define I32 MOE_DTYPE_I32
@@ -17,10 +18,6 @@
  * compare equal values and break the tie by index). Scores are O(1) and f32 rounds them
  * with errors near 1e-7, so 1e-5 leaves a factor of 100. */
 #define NEAR_TIE 1e-5
-
-/* Poison bit patterns of test_tensor's outputs. */
-#define POISON_I32 0x7BADBAD7
-#define POISON_F32_BITS 0xFFFFFFFFu
 
 /* ---------------------------------------------------------------- float64 reference */
 
@@ -116,25 +113,6 @@ static moe_tensor padded2(moe_dtype dt, int64_t rows, int64_t cols, int64_t pad)
     return t;
 }
 
-static int is_poison(const moe_tensor *t, int64_t i, int64_t j) {
-    uint32_t bits;
-    memcpy(&bits, (const char *)t->data + (i * t->stride[0] + j) * 4, 4);
-    return t->dtype == I32 ? bits == (uint32_t)POISON_I32 : bits == POISON_F32_BITS;
-}
-
-/* The padding after each row is still poisoned. */
-static int padding_intact(const moe_tensor *t) {
-    for (int64_t i = 0; i < t->shape[0]; i++)
-        for (int64_t j = t->shape[1]; j < t->stride[0]; j++)
-            if (!is_poison(t, i, j)) return 0;
-    return 1;
-}
-
-typedef struct tally {
-    int64_t tokens, skipped, bad;
-    char first[256]; /* the first mismatch */
-} tally;
-
 /* Compares token t with the reference. Near-tie tokens are only checked to be written
  * with plausible values: ids in [0, id_end), finite positive weights. */
 static void compare_token(const moe_tensor *ids, const moe_tensor *w, int64_t t, int cols,
@@ -154,46 +132,13 @@ static void compare_token(const moe_tensor *ids, const moe_tensor *w, int64_t t,
     }
 }
 
-/* Tokens compared and skipped over all runs of one test. */
-static int64_t all_tokens, all_skipped;
-
-static void check_tally(const tally *y, const char *what) {
-    CHECK(y->bad == 0, "%s: %lld mismatches, first %s", what, (long long)y->bad, y->first);
-    all_tokens += y->tokens;
-    all_skipped += y->skipped;
-}
-
-/* Near-ties are rare at these shapes (about 0.2% of tokens, mostly where sigmoid
- * saturates near 1); many skips would hide a real ordering bug. Counted over all runs
- * of a test, where one run's hundred tokens would be too few to say. */
-static void check_skipped(const char *what) {
-    CHECK(all_skipped * 50 < all_tokens, "%s: %lld of %lld tokens skipped as near-ties", what,
-          (long long)all_skipped, (long long)all_tokens);
-    all_tokens = all_skipped = 0;
-}
-
 /* ---------------------------------------------------------------- random, model shapes */
-
-typedef struct grouped_model {
-    const char *name;
-    int32_t e, g, tg, k;
-    float r;
-    int32_t s;
-} grouped_model;
-
-static const grouped_model grouped_models[] = {
-    {"DeepSeek-V3", 256, 8, 4, 8, 2.5f, 1},
-    {"Kimi K2", 384, 1, 1, 8, 2.827f, 1},
-    {"Kimi-VL", 64, 1, 1, 6, 2.446f, 2},
-    {"GLM-4.5", 160, 1, 1, 8, 2.5f, 1},
-    {"E512 k16", 512, 16, 4, 16, 1.5f, 0},
-};
 
 static const moe_dtype float_dtypes[] = {MOE_DTYPE_F32, MOE_DTYPE_BF16, MOE_DTYPE_F16};
 
 /* One random run. bf16 logits and the outputs of odd flag combinations get padded rows;
  * f16 runs go without bias. */
-static void grouped_random(const grouped_model *m, moe_dtype dt, int renorm, int scale) {
+static void grouped_random(const grouped_shape *m, moe_dtype dt, int renorm, int scale) {
     int64_t T = rng_int(64, 200);
     moe_grouped_topk_params p = {m->g, m->tg, m->k, renorm, m->r, scale, m->s};
     int cols = m->k + (m->s > 0);
@@ -220,16 +165,16 @@ static void grouped_random(const grouped_model *m, moe_dtype dt, int renorm, int
     char what[128];
     snprintf(what, sizeof what, "%s %s renorm=%d scale=%d", m->name, moe_dtype_name(dt),
              renorm, scale);
-    check_tally(&y, what);
-    CHECK(padding_intact(&ids) && padding_intact(&w), "%s: a write went past a row", what);
+    route_check_tally(&y, what);
+    CHECK(route_padding_intact(&ids) && route_padding_intact(&w), "%s: a write went past a row", what);
 }
 
 static void test_grouped_models(void) {
-    for (size_t mi = 0; mi < sizeof grouped_models / sizeof grouped_models[0]; mi++)
+    for (size_t mi = 0; mi < route_grouped_model_count; mi++)
         for (size_t d = 0; d < 3; d++)
             for (int flags = 0; flags < 4; flags++)
-                grouped_random(&grouped_models[mi], float_dtypes[d], flags & 1, flags >> 1);
-    check_skipped("grouped");
+                grouped_random(&route_grouped_models[mi], float_dtypes[d], flags & 1, flags >> 1);
+    route_check_skipped("grouped");
 }
 
 typedef struct softmax_model {
@@ -260,8 +205,8 @@ static void softmax_random(const softmax_model *m, moe_dtype dt, int renorm) {
     }
     char what[128];
     snprintf(what, sizeof what, "softmax %s %s renorm=%d", m->name, moe_dtype_name(dt), renorm);
-    check_tally(&y, what);
-    CHECK(padding_intact(&ids) && padding_intact(&w), "%s: a write went past a row", what);
+    route_check_tally(&y, what);
+    CHECK(route_padding_intact(&ids) && route_padding_intact(&w), "%s: a write went past a row", what);
 }
 
 static void test_softmax_models(void) {
@@ -269,7 +214,7 @@ static void test_softmax_models(void) {
         for (size_t d = 0; d < 3; d++)
             for (int renorm = 0; renorm < 2; renorm++)
                 softmax_random(&softmax_models[mi], float_dtypes[d], renorm);
-    check_skipped("softmax");
+    route_check_skipped("softmax");
 }
 
 /* Enough tokens for the threaded path: each token routed alone gives the same bits. */
@@ -618,7 +563,7 @@ static void test_no_tokens(void) {
     sids.shape[1] = sw.shape[1] = 6;
     CHECK_OK(moe_route_softmax_topk(test_cpu(), &logits, 6, 1, &sids, &sw, NULL));
     int untouched = 1;
-    for (int j = 0; j < 7; j++) untouched &= is_poison(&ids, 0, j) && is_poison(&w, 0, j);
+    for (int j = 0; j < 7; j++) untouched &= route_is_poison(&ids, 0, j) && route_is_poison(&w, 0, j);
     CHECK(untouched, "T = 0 wrote an output");
     logits.data = ids.data = w.data = NULL;
     CHECK_OK(moe_route_grouped_topk(test_cpu(), &logits, NULL, &p, &ids, &w, NULL));
@@ -728,7 +673,7 @@ static void test_grouped_bad_input(void) {
     moe_tensor fresh = test_tensor2(I32, T, 5);
     p = ok, p.topk_group = 7;
     CHECK_ERR(moe_route_grouped_topk(ctx, &l, &b, &p, &fresh, &w, NULL), BAD, "topk_group");
-    CHECK(is_poison(&fresh, 0, 0) && is_poison(&fresh, T - 1, 4), "failed call wrote ids");
+    CHECK(route_is_poison(&fresh, 0, 0) && route_is_poison(&fresh, T - 1, 4), "failed call wrote ids");
 }
 
 static void test_softmax_bad_input(void) {
