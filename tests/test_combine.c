@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "combine_check.h"
 #include "harness.h"
 #include "../src/common/formats.h"
 
@@ -83,31 +84,6 @@ static void check_combine(const moe_tensor *y, const moe_tensor *inv, const moe_
 
 /* ---------------------------------------------------------------- data */
 
-/* inv_perm [T*k'] naming distinct rows of [0, rows) (as a plan would), then some -1. */
-static moe_tensor random_inv_perm(int64_t pairs, int64_t rows, int skip_percent) {
-    moe_tensor inv = test_tensor1(MOE_DTYPE_I32, pairs);
-    int32_t *pool = test_alloc((size_t)(rows > pairs ? rows : pairs) * sizeof(int32_t));
-    for (int64_t r = 0; r < rows; r++) pool[r] = (int32_t)r;
-    for (int64_t r = rows - 1; r > 0; r--) {
-        int64_t s = rng_int(0, r);
-        int32_t tmp = pool[r];
-        pool[r] = pool[s];
-        pool[s] = tmp;
-    }
-    for (int64_t p = 0; p < pairs; p++) {
-        int32_t row = p < rows ? pool[p] : -1;
-        if (rng_int(0, 99) < skip_percent) row = -1;
-        test_set_i32(&inv, p, 0, row);
-    }
-    return inv;
-}
-
-static moe_tensor random_weights(int64_t tokens, int64_t kp, double lo, double hi) {
-    moe_tensor w = test_tensor2(MOE_DTYPE_F32, tokens, kp);
-    for (int64_t t = 0; t < tokens; t++)
-        for (int64_t j = 0; j < kp; j++) test_set(&w, t, j, 0, rng_uniform(lo, hi));
-    return w;
-}
 
 /* ---------------------------------------------------------------- tests */
 
@@ -135,7 +111,7 @@ static void test_combine_model(void) {
                               NULL));
     moe_tensor y = test_tensor2(MOE_DTYPE_BF16, rows, h);
     test_fill_normal(&y, 1.0);
-    moe_tensor w = random_weights(tokens, kp, 0.0, 1.0);
+    moe_tensor w = combine_random_weights(tokens, kp, kp, 0.0, 1.0);
     moe_tensor out = test_tensor2(MOE_DTYPE_BF16, tokens, h);
     CHECK_OK(moe_combine(ctx, &y, &inv, &w, 2.5f, &out, NULL));
     check_combine(&y, &inv, &w, 2.5f, &out, "T=512 k'=9 H=1024");
@@ -148,10 +124,10 @@ static void test_combine_dtypes(void) {
     int64_t tokens = 33, kp = 9, h = 300, rows = tokens * kp;
     for (int a = 0; a < 3; a++) {
         for (int b = 0; b < 3; b++) {
-            moe_tensor inv = random_inv_perm(tokens * kp, rows, 10);
+            moe_tensor inv = combine_random_inv_perm(tokens * kp, rows, 10);
             moe_tensor y = test_tensor2(dts[a], rows, h);
             test_fill_normal(&y, 3.0);
-            moe_tensor w = random_weights(tokens, kp, -1.0, 1.0);
+            moe_tensor w = combine_random_weights(tokens, kp, kp, -1.0, 1.0);
             moe_tensor out = test_tensor2(dts[b], tokens, h);
             float scale = (a + b) % 2 ? 0.5f : 1.0f;
             CHECK_OK(moe_combine(test_cpu(), &y, &inv, &w, scale, &out, NULL));
@@ -164,29 +140,15 @@ static void test_combine_dtypes(void) {
  * the end of y and must be skipped. y's buffer continues past row R with NaN rows, so
  * reading one poisons the output. */
 static void test_combine_row_bounds(void) {
-    int64_t tokens = 40, kp = 4, rows = 100, h = 64, pairs = tokens * kp;
-    moe_tensor inv = test_tensor1(MOE_DTYPE_I32, pairs);
-    for (int64_t p = 0; p < pairs; p++)
-        test_set_i32(&inv, p, 0, (int32_t)rng_int(-2, pairs + 5));
-    const int32_t edges[] = {(int32_t)rows - 1, (int32_t)rows,      (int32_t)tokens - 1,
-                             (int32_t)tokens,   (int32_t)pairs - 1, INT32_MAX,
-                             INT32_MIN,         0,                  -1};
-    for (int i = 0; i < 9; i++) test_set_i32(&inv, 3 + 7 * i, 0, edges[i]);
-    int between = 0, beyond = 0;
-    for (int64_t p = 0; p < pairs; p++) {
-        int32_t r = test_get_i32(&inv, p, 0);
-        between += r >= tokens && r < rows;
-        beyond += r >= rows;
-    }
-    CHECK(between > 10 && beyond > 10, "the data has rows in [T, R) (%d) and >= R (%d)",
-          between, beyond);
+    int64_t tokens = 40, kp = 4, rows = 100, h = 64;
+    moe_tensor inv = combine_edge_inv_perm(tokens, kp, rows);
 
     const moe_dtype dts[] = {MOE_DTYPE_F32, MOE_DTYPE_BF16, MOE_DTYPE_F16};
     for (int d = 0; d < 3; d++) {
         moe_tensor y = test_tensor2(dts[d], rows + 8, h); /* rows R.. stay NaN */
         y.shape[0] = rows;
         test_fill_normal(&y, 1.0);
-        moe_tensor w = random_weights(tokens, kp, 0.0, 1.0);
+        moe_tensor w = combine_random_weights(tokens, kp, kp, 0.0, 1.0);
         moe_tensor out = test_tensor2(dts[(d + 1) % 3], tokens, h);
         CHECK_OK(moe_combine(test_cpu(), &y, &inv, &w, 1.0f, &out, NULL));
         check_combine(&y, &inv, &w, 1.0f, &out, "rows near the end of y");
@@ -201,8 +163,8 @@ static void test_combine_strided(void) {
     test_fill_normal(&y, 1.0);
     moe_tensor out = test_tensor2(MOE_DTYPE_F32, tokens, h + 7);
     out.shape[1] = h;
-    moe_tensor inv = random_inv_perm(tokens * kp, rows, 5);
-    moe_tensor w = random_weights(tokens, kp, 0.0, 1.0);
+    moe_tensor inv = combine_random_inv_perm(tokens * kp, rows, 5);
+    moe_tensor w = combine_random_weights(tokens, kp, kp, 0.0, 1.0);
     CHECK_OK(moe_combine(test_cpu(), &y, &inv, &w, 1.0f, &out, NULL));
     check_combine(&y, &inv, &w, 1.0f, &out, "strided");
     int touched = 0;
@@ -220,12 +182,14 @@ static void test_combine_edges(void) {
     /* R = 0: every pair is skipped, every output is +0 */
     moe_tensor y0 = test_tensor2(MOE_DTYPE_F16, 0, 32), inv = test_tensor1(MOE_DTYPE_I32, 12);
     for (int p = 0; p < 12; p++) test_set_i32(&inv, p, 0, p);
-    moe_tensor w = random_weights(4, 3, 0.0, 1.0), out = test_tensor2(MOE_DTYPE_F16, 4, 32);
+    moe_tensor w = combine_random_weights(4, 3, 3, 0.0, 1.0);
+    moe_tensor out = test_tensor2(MOE_DTYPE_F16, 4, 32);
     CHECK_OK(moe_combine(ctx, &y0, &inv, &w, 1.0f, &out, NULL));
     check_combine(&y0, &inv, &w, 1.0f, &out, "R = 0");
     /* one token with every pair skipped among others; k' = 1 */
     test_fill_normal(&y, 1.0);
-    moe_tensor inv1 = test_tensor1(MOE_DTYPE_I32, 5), w1 = random_weights(5, 1, 0.0, 2.0);
+    moe_tensor inv1 = test_tensor1(MOE_DTYPE_I32, 5);
+    moe_tensor w1 = combine_random_weights(5, 1, 1, 0.0, 2.0);
     const int32_t rows1[] = {3, -1, 15, 16, 0};
     for (int p = 0; p < 5; p++) test_set_i32(&inv1, p, 0, rows1[p]);
     moe_tensor out1 = test_tensor2(MOE_DTYPE_F32, 5, 32);
@@ -235,7 +199,7 @@ static void test_combine_edges(void) {
           "tokens with no row get zeros");
     /* H = 0: nothing to write */
     moe_tensor yh = test_tensor2(MOE_DTYPE_F32, 4, 0), oh = test_tensor2(MOE_DTYPE_F32, 4, 0);
-    moe_tensor wh = random_weights(4, 3, 0.0, 1.0);
+    moe_tensor wh = combine_random_weights(4, 3, 3, 0.0, 1.0);
     CHECK_OK(moe_combine(ctx, &yh, &inv, &wh, 1.0f, &oh, NULL));
     /* negative and zero scales are allowed */
     moe_tensor out2 = test_tensor2(MOE_DTYPE_BF16, 5, 32);

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "combine_check.h"
 #include "harness.h"
 
 #ifdef MOE_HAVE_CUDA
@@ -45,35 +46,6 @@ static void fill_uniform(moe_tensor *t) {
     for (int64_t r = 0; r < t->shape[0]; r++)
         for (int64_t c = 0; c < t->shape[1]; c++)
             test_set(t, r, c, 0, (double)(rng_u64() >> 40) * 0x1p-21 - 4.0);
-}
-
-static moe_tensor random_weights(int64_t tokens, int64_t kp, int64_t ld, double lo,
-                                 double hi) {
-    moe_tensor w = test_tensor2(MOE_DTYPE_F32, tokens, ld);
-    w.shape[1] = kp;
-    for (int64_t t = 0; t < tokens; t++)
-        for (int64_t j = 0; j < kp; j++) test_set(&w, t, j, 0, rng_uniform(lo, hi));
-    return w;
-}
-
-/* inv_perm [pairs] naming distinct rows of [0, rows) (as a plan would), some -1. */
-static moe_tensor random_inv_perm(int64_t pairs, int64_t rows, int skip_percent) {
-    moe_tensor inv = test_tensor1(MOE_DTYPE_I32, pairs);
-    int64_t n = rows > pairs ? rows : pairs;
-    int32_t *pool = test_alloc((size_t)n * sizeof(int32_t));
-    for (int64_t r = 0; r < rows; r++) pool[r] = (int32_t)r;
-    for (int64_t r = rows - 1; r > 0; r--) {
-        int64_t s = rng_int(0, r);
-        int32_t tmp = pool[r];
-        pool[r] = pool[s];
-        pool[s] = tmp;
-    }
-    for (int64_t p = 0; p < pairs; p++) {
-        int32_t row = p < rows ? pool[p] : -1;
-        if (rng_int(0, 99) < skip_percent) row = -1;
-        test_set_i32(&inv, p, 0, row);
-    }
-    return inv;
 }
 
 /* ---------------------------------------------------------------- comparison */
@@ -148,7 +120,7 @@ static void model_case(moe_context *gpu, int64_t tokens, int32_t experts, int32_
                               NULL));
     padded y = host_rows(yd, rows, h, h, 0, 0);
     fill_uniform(&y.view);
-    moe_tensor w = random_weights(tokens, kp, kp, 0.0, 1.0);
+    moe_tensor w = combine_random_weights(tokens, kp, kp, 0.0, 1.0);
     compare_combine(gpu, &y, &inv, &w, scale, od, h, 0, "model");
 }
 
@@ -179,11 +151,11 @@ static void test_cuda_combine_dtypes(void) {
         for (int b = 0; b < 3; b++)
             for (int hi = 0; hi < 5; hi++) {
                 int64_t h = hs[hi];
-                moe_tensor inv = random_inv_perm(tokens * kp, rows, 10);
+                moe_tensor inv = combine_random_inv_perm(tokens * kp, rows, 10);
                 padded y = host_rows(dts[a], rows, h, h, 0, 0);
                 for (int64_t r = 0; r < rows; r++)
                     for (int64_t c = 0; c < h; c++) test_set(&y.view, r, c, 0, 3.0 * rng_normal());
-                moe_tensor w = random_weights(tokens, kp, kp, -1.0, 1.0);
+                moe_tensor w = combine_random_weights(tokens, kp, kp, -1.0, 1.0);
                 float scale = (a + b + hi) % 2 ? 0.5f : 1.0f;
                 compare_combine(gpu, &y, &inv, &w, scale, dts[b], h, 0, "dtype pair");
             }
@@ -202,8 +174,8 @@ static void test_cuda_combine_strided(void) {
         for (int l = 0; l < 6; l++) {
             padded y = host_rows(dts[d], rows, h, lay[l][0], lay[l][1], 0);
             fill_uniform(&y.view);
-            moe_tensor inv = random_inv_perm(tokens * kp, rows, 5);
-            moe_tensor w = random_weights(tokens, kp, kp + 3, 0.0, 1.0);
+            moe_tensor inv = combine_random_inv_perm(tokens * kp, rows, 5);
+            moe_tensor w = combine_random_weights(tokens, kp, kp + 3, 0.0, 1.0);
             compare_combine(gpu, &y, &inv, &w, 1.0f, dts[(d + l) % 3], lay[l][2], lay[l][3],
                             "strided");
         }
@@ -214,25 +186,10 @@ static void test_cuda_combine_strided(void) {
  * larger case with R < T*k'. */
 static void row_bounds_case(moe_context *gpu, int64_t tokens, int64_t kp, int64_t rows,
                             int64_t h, moe_dtype yd, moe_dtype od) {
-    int64_t pairs = tokens * kp;
-    moe_tensor inv = test_tensor1(MOE_DTYPE_I32, pairs);
-    for (int64_t p = 0; p < pairs; p++)
-        test_set_i32(&inv, p, 0, (int32_t)rng_int(-2, pairs + 5));
-    const int32_t edges[] = {(int32_t)rows - 1, (int32_t)rows,      (int32_t)tokens - 1,
-                             (int32_t)tokens,   (int32_t)pairs - 1, INT32_MAX,
-                             INT32_MIN,         0,                  -1};
-    for (int i = 0; i < 9; i++) test_set_i32(&inv, 3 + 7 * i, 0, edges[i]);
-    int between = 0, beyond = 0;
-    for (int64_t p = 0; p < pairs; p++) {
-        int32_t r = test_get_i32(&inv, p, 0);
-        between += r >= tokens && r < rows;
-        beyond += r >= rows;
-    }
-    CHECK(between > 10 && beyond > 10, "the data has rows in [T, R) (%d) and >= R (%d)",
-          between, beyond);
+    moe_tensor inv = combine_edge_inv_perm(tokens, kp, rows);
     padded y = host_rows(yd, rows, h, h, 0, 8); /* rows R .. R+7 stay NaN */
     fill_uniform(&y.view);
-    moe_tensor w = random_weights(tokens, kp, kp, 0.0, 1.0);
+    moe_tensor w = combine_random_weights(tokens, kp, kp, 0.0, 1.0);
     compare_combine(gpu, &y, &inv, &w, 1.0f, od, h, 0, "rows near the end of y");
 }
 
@@ -253,17 +210,18 @@ static void test_cuda_combine_edges(void) {
     /* T = 0 */
     padded y = host_rows(MOE_DTYPE_BF16, 16, 32, 32, 0, 0);
     fill_uniform(&y.view);
-    moe_tensor inv0 = test_tensor1(MOE_DTYPE_I32, 0), w0 = random_weights(0, 9, 9, 0, 1);
+    moe_tensor inv0 = test_tensor1(MOE_DTYPE_I32, 0), w0 = combine_random_weights(0, 9, 9, 0, 1);
     compare_combine(gpu, &y, &inv0, &w0, 1.0f, MOE_DTYPE_BF16, 32, 0, "T = 0");
     /* R = 0: every pair skipped, every output +0 */
     padded y0 = host_rows(MOE_DTYPE_F16, 0, 32, 32, 0, 2);
     moe_tensor inv = test_tensor1(MOE_DTYPE_I32, 12);
     for (int p = 0; p < 12; p++) test_set_i32(&inv, p, 0, p);
-    moe_tensor w = random_weights(4, 3, 3, 0.0, 1.0);
+    moe_tensor w = combine_random_weights(4, 3, 3, 0.0, 1.0);
     compare_combine(gpu, &y0, &inv, &w, 1.0f, MOE_DTYPE_F16, 32, 0, "R = 0");
     compare_combine(gpu, &y0, &inv, &w, -1.0f, MOE_DTYPE_BF16, 32, 0, "R = 0, -0 out");
     /* k' = 1 with a token whose only row is skipped */
-    moe_tensor inv1 = test_tensor1(MOE_DTYPE_I32, 5), w1 = random_weights(5, 1, 1, 0.0, 2.0);
+    moe_tensor inv1 = test_tensor1(MOE_DTYPE_I32, 5);
+    moe_tensor w1 = combine_random_weights(5, 1, 1, 0.0, 2.0);
     const int32_t rows1[] = {3, -1, 15, 16, 0};
     for (int p = 0; p < 5; p++) test_set_i32(&inv1, p, 0, rows1[p]);
     compare_combine(gpu, &y, &inv1, &w1, 3.0f, MOE_DTYPE_F32, 32, 0, "k' = 1");
@@ -271,7 +229,7 @@ static void test_cuda_combine_edges(void) {
     compare_combine(gpu, &y, &inv1, &w1, 0.0f, MOE_DTYPE_BF16, 32, 0, "zero scale");
     /* H = 0: nothing to write */
     padded yh = host_rows(MOE_DTYPE_F32, 4, 0, 0, 0, 0);
-    moe_tensor wh = random_weights(4, 3, 3, 0.0, 1.0);
+    moe_tensor wh = combine_random_weights(4, 3, 3, 0.0, 1.0);
     compare_combine(gpu, &yh, &inv, &wh, 1.0f, MOE_DTYPE_F32, 0, 0, "H = 0");
     /* k' beyond one batch of rows: 17 (k = 16 + shared), 18, 20, 40 */
     const int64_t kps[] = {17, 18, 20, 40};
@@ -279,16 +237,16 @@ static void test_cuda_combine_edges(void) {
         int64_t tokens = 50, kp = kps[i], rows = tokens * kp;
         padded yk = host_rows(MOE_DTYPE_BF16, rows, 512, 512, 0, 0);
         fill_uniform(&yk.view);
-        moe_tensor ik = random_inv_perm(tokens * kp, rows, 15);
-        moe_tensor wk = random_weights(tokens, kp, kp, -1.0, 1.0);
+        moe_tensor ik = combine_random_inv_perm(tokens * kp, rows, 15);
+        moe_tensor wk = combine_random_weights(tokens, kp, kp, -1.0, 1.0);
         compare_combine(gpu, &yk, &ik, &wk, 1.0f, MOE_DTYPE_BF16, 512, 0, "large k'");
     }
     /* every pair of every token skipped except a few */
     int64_t tokens = 64, kp = 9, rows = 600;
     padded ys = host_rows(MOE_DTYPE_BF16, rows, 128, 128, 0, 0);
     fill_uniform(&ys.view);
-    moe_tensor is = random_inv_perm(tokens * kp, rows, 95);
-    moe_tensor ws = random_weights(tokens, kp, kp, 0.0, 1.0);
+    moe_tensor is = combine_random_inv_perm(tokens * kp, rows, 95);
+    moe_tensor ws = combine_random_weights(tokens, kp, kp, 0.0, 1.0);
     compare_combine(gpu, &ys, &is, &ws, 1.0f, MOE_DTYPE_F16, 128, 0, "mostly skipped");
 }
 
@@ -302,8 +260,8 @@ static void time_combine(moe_context *gpu, int64_t tokens) {
     int64_t kp = 9, h = 7168, pairs = tokens * kp;
     moe_tensor hy = {NULL, MOE_DTYPE_BF16, 2, {pairs, h}, {h, 1}};
     moe_tensor y = test_device_like(&hy);
-    moe_tensor inv = random_inv_perm(pairs, pairs, 0), dinv = test_to_device(&inv);
-    moe_tensor w = random_weights(tokens, kp, kp, 0.0, 1.0), dw = test_to_device(&w);
+    moe_tensor inv = combine_random_inv_perm(pairs, pairs, 0), dinv = test_to_device(&inv);
+    moe_tensor w = combine_random_weights(tokens, kp, kp, 0.0, 1.0), dw = test_to_device(&w);
     moe_tensor ho = {NULL, MOE_DTYPE_BF16, 2, {tokens, h}, {h, 1}};
     moe_tensor out = test_device_like(&ho);
     cudaEvent_t a, b;

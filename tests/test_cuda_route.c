@@ -297,7 +297,8 @@ static void grouped_run(moe_context *gpu, const grouped_shape *m, const run_opts
              moe_dtype_name(o->dt), (long long)T, layout_name(o->lay), o->renorm, o->scale,
              o->bias, (int)o->fill);
     route_check_tally(&y, what);
-    CHECK(route_padding_intact(&g_ids) && route_padding_intact(&g_w), "%s: a write went past a row", what);
+    CHECK(route_padding_intact(&g_ids) && route_padding_intact(&g_w),
+          "%s: a write went past a row", what);
 }
 
 typedef struct softmax_shape {
@@ -335,7 +336,8 @@ static void softmax_run(moe_context *gpu, const softmax_shape *m, const run_opts
              (int)m->e, (int)m->k, moe_dtype_name(o->dt), (long long)T, layout_name(o->lay),
              o->renorm, (int)o->fill);
     route_check_tally(&y, what);
-    CHECK(route_padding_intact(&g_ids) && route_padding_intact(&g_w), "%s: a write went past a row", what);
+    CHECK(route_padding_intact(&g_ids) && route_padding_intact(&g_w),
+          "%s: a write went past a row", what);
 }
 
 /* ---------------------------------------------------------------- model shapes */
@@ -766,7 +768,8 @@ static void test_cuda_route_no_tokens(void) {
     test_to_host(&ids, &h_ids);
     test_to_host(&w, &h_w);
     int untouched = 1;
-    for (int j = 0; j < 7; j++) untouched &= route_is_poison(&h_ids, 0, j) && route_is_poison(&h_w, 0, j);
+    for (int j = 0; j < 7; j++)
+        untouched &= route_is_poison(&h_ids, 0, j) && route_is_poison(&h_w, 0, j);
     CHECK(untouched, "T = 0 wrote an output");
     ids.shape[0] = w.shape[0] = 0;
     logits.data = ids.data = w.data = NULL;

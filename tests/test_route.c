@@ -166,7 +166,8 @@ static void grouped_random(const grouped_shape *m, moe_dtype dt, int renorm, int
     snprintf(what, sizeof what, "%s %s renorm=%d scale=%d", m->name, moe_dtype_name(dt),
              renorm, scale);
     route_check_tally(&y, what);
-    CHECK(route_padding_intact(&ids) && route_padding_intact(&w), "%s: a write went past a row", what);
+    CHECK(route_padding_intact(&ids) && route_padding_intact(&w), "%s: a write went past a row",
+          what);
 }
 
 static void test_grouped_models(void) {
@@ -206,7 +207,8 @@ static void softmax_random(const softmax_model *m, moe_dtype dt, int renorm) {
     char what[128];
     snprintf(what, sizeof what, "softmax %s %s renorm=%d", m->name, moe_dtype_name(dt), renorm);
     route_check_tally(&y, what);
-    CHECK(route_padding_intact(&ids) && route_padding_intact(&w), "%s: a write went past a row", what);
+    CHECK(route_padding_intact(&ids) && route_padding_intact(&w), "%s: a write went past a row",
+          what);
 }
 
 static void test_softmax_models(void) {
@@ -563,7 +565,8 @@ static void test_no_tokens(void) {
     sids.shape[1] = sw.shape[1] = 6;
     CHECK_OK(moe_route_softmax_topk(test_cpu(), &logits, 6, 1, &sids, &sw, NULL));
     int untouched = 1;
-    for (int j = 0; j < 7; j++) untouched &= route_is_poison(&ids, 0, j) && route_is_poison(&w, 0, j);
+    for (int j = 0; j < 7; j++)
+        untouched &= route_is_poison(&ids, 0, j) && route_is_poison(&w, 0, j);
     CHECK(untouched, "T = 0 wrote an output");
     logits.data = ids.data = w.data = NULL;
     CHECK_OK(moe_route_grouped_topk(test_cpu(), &logits, NULL, &p, &ids, &w, NULL));
@@ -673,7 +676,8 @@ static void test_grouped_bad_input(void) {
     moe_tensor fresh = test_tensor2(I32, T, 5);
     p = ok, p.topk_group = 7;
     CHECK_ERR(moe_route_grouped_topk(ctx, &l, &b, &p, &fresh, &w, NULL), BAD, "topk_group");
-    CHECK(route_is_poison(&fresh, 0, 0) && route_is_poison(&fresh, T - 1, 4), "failed call wrote ids");
+    CHECK(route_is_poison(&fresh, 0, 0) && route_is_poison(&fresh, T - 1, 4),
+          "failed call wrote ids");
 }
 
 static void test_softmax_bad_input(void) {
