@@ -51,10 +51,10 @@
  * row went to its own expert (min(E, rows) x N/128 tiles): decode-sized calls. With more
  * waves balance is no problem, and measured at T = 8, 32 and 512 split tiles were
  * slower (bench/NOTES.md). The choice is per tile, made on the device in the same
- * launch. A
- * regular tile with at most 64 rows is computed by one consumer warpgroup alone. At
- * uniform routing with ~128 rows an expert (DeepSeek-V3 at T = 4096) half the experts
- * have a short last tile, so without both rules a third of the tensor work was padding.
+ * launch. A regular tile with at most 64 rows is computed by one consumer warpgroup
+ * alone. At uniform routing with ~128 rows an expert (DeepSeek-V3 at T = 4096) half the
+ * experts have a short last tile, so without both rules a third of the tensor work was
+ * padding.
  *
  * Epilogue. Results are rounded once (cvt.rn) and stored straight from registers as
  * pairs of columns (4 bytes), only for rows the expert owns and columns < N; D's row
@@ -82,8 +82,10 @@
 #define GEMM_ROW_BYTES 128     /* one shared-memory row of a K block (128B swizzle) */
 #define GEMM_SMALL 32          /* tiles with at most this many rows are swapped */
 #define GEMM_BN_SPLIT 64       /* weight rows of a decode expert's (split) tile */
-#define GEMM_SPLIT_WAVES 3      /* split tiles when whole ones would make fewer waves */
+#define GEMM_SPLIT_WAVES 3     /* split tiles when whole ones would make fewer waves */
 #define GEMM_REDUCE_FLOATS (16 * 128) /* a split tile's hand-over: 16 sums per thread */
+#define GEMM_SPLIT_A_HALF (GEMM_SMALL * GEMM_ROW_BYTES)    /* 4 KiB: 32 rows of a K block */
+#define GEMM_SPLIT_B_HALF (GEMM_BN_SPLIT * GEMM_ROW_BYTES) /* 8 KiB: 64 rows of a K block */
 #define GEMM_TILE_BYTES (GEMM_BM * GEMM_ROW_BYTES) /* 16 KiB */
 #define GEMM_STAGE_BYTES (2 * GEMM_TILE_BYTES)     /* A and B of one K block */
 #define GEMM_MAX_STAGES 6
@@ -280,8 +282,6 @@ static __device__ __forceinline__ void next_stage(int &stage, uint32_t &phase, i
 static __device__ __forceinline__ int32_t k_per_stage(const gemm_tile &g) {
     return g.split ? 2 : 1;
 }
-#define GEMM_SPLIT_A_HALF (GEMM_SMALL * GEMM_ROW_BYTES)     /* 4 KiB */
-#define GEMM_SPLIT_B_HALF (GEMM_BN_SPLIT * GEMM_ROW_BYTES)  /* 8 KiB */
 
 template <bool FP8>
 static __device__ void produce(const gemm_params &p, const gemm_smem &s, const gemm_maps &m) {
