@@ -4,6 +4,8 @@
 # test sanitize bench). Full logs and JSON go to $OUT; a short table is printed last.
 #   bench/device.sh test sanitize bench
 #   bench/device.sh layer     # whole layer: every preset x T, vs torch; ~2-3 min after the build
+# racecheck over all eight GPU suites needs more than 150 s (session 9): SANITIZE_TIMEOUT
+# (default 400 s) bounds each sanitizer run.
 set -uo pipefail
 OUT=${OUT:-/tmp/moe-out}
 mkdir -p "$OUT"
@@ -26,7 +28,7 @@ if has test; then
 fi
 if has sanitize; then
     for tool in memcheck racecheck; do
-        MOE_TEST_QUICK=1 timeout ${SANITIZE_TIMEOUT:-150} compute-sanitizer --tool $tool \
+        MOE_TEST_QUICK=1 timeout ${SANITIZE_TIMEOUT:-400} compute-sanitizer --tool $tool \
             --error-exitcode 9 ./build-dev/moe_tests $gpu_suites > "$OUT/sanitize_$tool.log" 2>&1
         rc=$?
         summary+=("compute-sanitizer $tool: rc $rc, $(grep -c '========= ' "$OUT/sanitize_$tool.log") report lines, $(tail -1 "$OUT/sanitize_$tool.log")")
