@@ -76,3 +76,21 @@ void gbuf_check_second_run(const gbuf *b_run, const gbuf *a_run, int64_t written
           "the output written",
           what, name, (long long)differ, (long long)touched);
 }
+
+padded host_rows(moe_dtype dt, int64_t n0, int64_t n1, int64_t ld, int64_t shift,
+                 int64_t extra) {
+    padded p;
+    p.full = test_tensor1(dt, (n0 + extra) * ld + shift);
+    size_t es = moe_dtype_size(dt);
+    p.view = moe_tensor_2d((char *)p.full.data + shift * (int64_t)es, dt, n0, n1);
+    p.view.stride[0] = ld;
+    return p;
+}
+
+padded device_rows(const padded *h) {
+    padded d;
+    d.full = test_to_device(&h->full);
+    d.view = h->view;
+    d.view.data = (char *)d.full.data + ((char *)h->view.data - (char *)h->full.data);
+    return d;
+}

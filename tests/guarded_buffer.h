@@ -36,4 +36,16 @@ int64_t gbuf_touched_outside(const gbuf *b, int64_t written, int fill);
 void gbuf_check_second_run(const gbuf *b_run, const gbuf *a_run, int64_t written,
                            const char *what, const char *name);
 
+/* A tensor [n0, n1] with rows ld apart, starting `shift` elements into a poisoned buffer
+ * with `extra` whole rows after it: the op's view and the whole buffer. */
+typedef struct {
+    moe_tensor view, full;
+} padded;
+
+/* On the host (test_tensor1's poison), freed after the test. */
+padded host_rows(moe_dtype dt, int64_t n0, int64_t n1, int64_t ld, int64_t shift,
+                 int64_t extra);
+/* A device copy of a host one, same layout. */
+padded device_rows(const padded *h);
+
 #endif

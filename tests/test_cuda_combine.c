@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "combine_check.h"
+#include "guarded_buffer.h"
 #include "harness.h"
 
 #ifdef MOE_HAVE_CUDA
@@ -16,30 +17,6 @@
 #endif
 
 /* ---------------------------------------------------------------- buffers */
-
-/* A float tensor [n0, n1] with rows ld apart, starting `shift` elements into a poisoned
- * buffer with `extra` whole rows after it: the op's view and the whole buffer. */
-typedef struct {
-    moe_tensor view, full;
-} padded;
-
-static padded host_rows(moe_dtype dt, int64_t n0, int64_t n1, int64_t ld, int64_t shift,
-                        int64_t extra) {
-    padded p;
-    p.full = test_tensor1(dt, (n0 + extra) * ld + shift);
-    size_t es = moe_dtype_size(dt);
-    p.view = moe_tensor_2d((char *)p.full.data + shift * (int64_t)es, dt, n0, n1);
-    p.view.stride[0] = ld;
-    return p;
-}
-
-static padded device_rows(const padded *h) {
-    padded d;
-    d.full = test_to_device(&h->full);
-    d.view = h->view;
-    d.view.data = (char *)d.full.data + ((char *)h->view.data - (char *)h->full.data);
-    return d;
-}
 
 /* Uniform values in [-4, 4): cheap enough for the 38M elements of the largest case. */
 static void fill_uniform(moe_tensor *t) {

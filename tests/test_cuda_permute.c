@@ -6,6 +6,7 @@
  * carries poisoned elements past its end (and between strided rows) that must survive. */
 #include <string.h>
 
+#include "guarded_buffer.h"
 #include "harness.h"
 
 #ifdef MOE_HAVE_CUDA
@@ -365,30 +366,6 @@ static void test_cuda_problem_sizes(void) {
 }
 
 /* ---------------------------------------------------------------- gather */
-
-/* A float tensor [n0, n1] with rows ld apart, starting `shift` elements into a poisoned
- * buffer with `extra` whole rows after it: the op's view and the whole buffer. */
-typedef struct {
-    moe_tensor view, full;
-} padded;
-
-static padded host_rows(moe_dtype dt, int64_t n0, int64_t n1, int64_t ld, int64_t shift,
-                        int64_t extra) {
-    padded p;
-    p.full = test_tensor1(dt, (n0 + extra) * ld + shift);
-    size_t es = moe_dtype_size(dt);
-    p.view = moe_tensor_2d((char *)p.full.data + shift * (int64_t)es, dt, n0, n1);
-    p.view.stride[0] = ld;
-    return p;
-}
-
-static padded device_rows(const padded *h) {
-    padded d;
-    d.full = test_to_device(&h->full);
-    d.view = h->view;
-    d.view.data = (char *)d.full.data + ((char *)h->view.data - (char *)h->full.data);
-    return d;
-}
 
 static void fill_random(moe_tensor *t) {
     for (int64_t r = 0; r < t->shape[0]; r++)
