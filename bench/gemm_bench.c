@@ -426,10 +426,57 @@ static void json_escape_append(const char *s) {
     append("\"");
 }
 
-/* Times one grouped GEMM over the first c->experts experts of b (and b_scales), prints a
- * table row and appends a JSON case. */
-static void run_case(moe_context *ctx, int fp8, const shape *sh, void *b, void *sb,
+/* The case's name, as printed and written to JSON. */
+static void case_name(char *name, size_t size, const shape *sh, const case_desc *c) {
+    if (c->t > 0)
+        snprintf(name, size, "dsv3 %s T=%lld %s", sh->name, (long long)c->t, c->routing);
+    else
+        snprintf(name, size, "deepgemm %s %dx%lld %s", c->masked ? "masked" : "contig",
+                 (int)c->experts, (long long)(c->masked ? c->cap : c->counts[0]), sh->name);
+}
+
+/* MOE_BENCH_GEMM_CASES, if set: a comma-separated list of substrings of "<dtype> <case
+ * name>" (e.g. "fp8 deepgemm contig,fp8 dsv3 gate_up T=8192 uniform"); only cases that
+ * contain one of them run. For quick A/B runs on the lent GPU. */
+static int wanted(int fp8, const char *name) {
+    const char *list = getenv("MOE_BENCH_GEMM_CASES");
+    if (!list || !*list) return 1;
+    char full[128], item[128];
+    snprintf(full, sizeof full, "%s %s", fp8 ? "fp8" : "bf16", name);
+    while (*list) {
+        size_t len = strcspn(list, ",");
+        if (len > 0 && len < sizeof item) {
+            memcpy(item, list, len);
+            item[len] = 0;
+            if (strstr(full, item)) return 1;
+        }
+        list += len + (list[len] == ',');
+    }
+    return 0;
+}
+
+/* Weights of one (dtype, shape), made on first use: up to 15 GB (bf16), shared by every T. */
+typedef struct {
+    void *b, *sb;
+} weights;
+
+static void weights_make(weights *w, int fp8, const shape *sh) {
+    if (w->b) return;
+    size_t es = fp8 ? 1 : 2;
+    w->b = dev_random((size_t)EXPERTS * sh->n * sh->k * es, fp8 ? FILL_E4M3 : FILL_BF16);
+    w->sb = fp8 ? dev_random((size_t)EXPERTS * (sh->n / 128) * (sh->k / 128) * 4, FILL_SCALE)
+                : NULL;
+}
+
+/* Times one grouped GEMM over the first c->experts experts of the weights (made here on
+ * first use), prints a table row and appends a JSON case; skipped if not wanted(). */
+static void run_case(moe_context *ctx, int fp8, const shape *sh, weights *w,
                      const case_desc *c) {
+    char name[96];
+    case_name(name, sizeof name, sh, c);
+    if (!wanted(fp8, name)) return;
+    weights_make(w, fp8, sh);
+    void *b = w->b, *sb = w->sb;
     int64_t n = sh->n, k = sh->k, kb = k / 128, e = c->experts;
     size_t es = fp8 ? 1 : 2;
     int64_t m = 0, active = 0;
@@ -481,12 +528,6 @@ static void run_case(moe_context *ctx, int fp8, const shape *sh, void *b, void *
     double us = time_call(&g);
     const char *err = us < 0 ? moe_last_error() : NULL;
 
-    char name[96];
-    if (c->t > 0)
-        snprintf(name, sizeof name, "dsv3 %s T=%lld %s", sh->name, (long long)c->t, c->routing);
-    else
-        snprintf(name, sizeof name, "deepgemm %s %dx%lld %s", c->masked ? "masked" : "contig",
-                 (int)e, (long long)(c->masked ? c->cap : c->counts[0]), sh->name);
     /* bytes that must move once: A (+ scales), active experts' weights (+ scales), D */
     double bytes = (double)m * k * es + (double)active * n * k * es + (double)m * n * 2;
     if (fp8) bytes += (double)m * kb * 4 + (double)active * (n / 128) * kb * 4;
@@ -588,24 +629,19 @@ int main(int argc, char **argv) {
     for (int fp8 = 1; fp8 >= 0; fp8--) {
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             const shape *sh = &shapes[si];
-            /* weights once per (dtype, shape): up to 15 GB (bf16), shared by every T */
-            size_t es = fp8 ? 1 : 2;
-            void *b = dev_random((size_t)EXPERTS * sh->n * sh->k * es, fp8 ? FILL_E4M3 : FILL_BF16);
-            void *sb = fp8 ? dev_random((size_t)EXPERTS * (sh->n / 128) * (sh->k / 128) * 4,
-                                        FILL_SCALE)
-                           : NULL;
+            weights w = {NULL, NULL};
             for (int i = 0; i < NU; i++) {
                 case_desc c = {"uniform", uniform_tokens[i], 0, EXPERTS, 0, uni[i]};
-                run_case(ctx, fp8, sh, b, sb, &c);
+                run_case(ctx, fp8, sh, &w, &c);
             }
             for (int i = 0; i < NZ; i++) {
                 case_desc c = {"zipf1.2", zipf_tokens[i], 0, EXPERTS, 0, zipf[i]};
-                run_case(ctx, fp8, sh, b, sb, &c);
+                run_case(ctx, fp8, sh, &w, &c);
             }
             /* DeepGEMM's shapes use the first few experts of the same weights */
             static const int32_t full8192[4] = {8192, 8192, 8192, 8192};
             case_desc contig = {"deepgemm", 0, 0, 4, 0, full8192};
-            run_case(ctx, fp8, sh, b, sb, &contig);
+            run_case(ctx, fp8, sh, &w, &contig);
             /* masked: every group full (counts = C), as DeepGEMM's table reports */
             static const int32_t masked_shapes[3][2] = {{1, 1024}, {2, 512}, {4, 256}};
             for (int i = 0; i < 3; i++) {
@@ -613,10 +649,10 @@ int main(int argc, char **argv) {
                 if (si == 1 && g != 4) continue; /* the down shape: DeepGEMM lists 4x256 only */
                 int32_t counts[4] = {cap, cap, cap, cap};
                 case_desc c = {"deepgemm", 0, 1, g, cap, counts};
-                run_case(ctx, fp8, sh, b, sb, &c);
+                run_case(ctx, fp8, sh, &w, &c);
             }
-            CK(cudaFree(b));
-            if (sb) CK(cudaFree(sb));
+            if (w.b) CK(cudaFree(w.b));
+            if (w.sb) CK(cudaFree(w.sb));
         }
     }
     for (int kind = 0; kind < FILL_KINDS; kind++) CK(cudaFree(chunk_dev[kind]));

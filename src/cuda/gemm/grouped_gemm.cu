@@ -30,9 +30,11 @@
  * Consumers. Each consumer warpgroup owns 64 rows of the tile (wgmma m64n128, K-major
  * A and B straight from shared memory). FP8: per K block, four k32 wgmmas accumulate
  * the block's partial sum p in a temporary (the first one with scale-d = 0, so nothing
- * needs zeroing), then acc = acc + p * (sa * sb) with separately rounded f32 multiply and
- * add: the CPU reference's order, so the only difference left is the tensor core's
- * order inside p. BF16: one accumulator over all of K, keeping one wgmma group in flight.
+ * needs zeroing), then acc = fma(p, sa * sb, acc): the CPU reference's order, with one
+ * rounding less per K block (the reference rounds the product and the sum separately),
+ * well inside SPEC 4's tolerance next to the tensor core's own order inside p. Two K
+ * blocks are in flight per warpgroup, in two temporaries, so promoting one overlaps the
+ * other's wgmmas. BF16: one accumulator over all of K, keeping one wgmma group in flight.
  * The scales come from shared memory, staged with the tiles: read from global memory in
  * the main loop, their latency stalled the consumers (half of all stall samples) and
  * held decode to 1.9 TB/s. Strides cover both scale layouts and the masked layout.
@@ -330,8 +332,9 @@ static __device__ void produce(const gemm_params &p, const gemm_smem &s, const g
  * global memory. Each lane waits for its own copies one stage later, once the next
  * stage's are in flight, and then arrives on the stage's "full" barrier: an ordering
  * compute-sanitizer's racecheck follows, where it does not model the hardware arrival of
- * cp.async.mbarrier.arrive. Running a stage behind costs nothing: the warp is up to
- * `stages` stages ahead of the consumers. */
+ * cp.async.mbarrier.arrive. Running a stage behind costs little: the warp is up to
+ * `stages` stages ahead of the consumers. (Arriving early when the ring is full, instead
+ * of after the consumers free the next stage, measured no different: bench/NOTES.md.) */
 static __device__ void produce_scales(const gemm_params &p, const gemm_smem &s) {
     int lane = threadIdx.x & 31;
     int32_t total = s.prefix[p.experts];
@@ -411,6 +414,40 @@ template <bool FP8> static __device__ __forceinline__ void release(const gemm_sm
     if ((threadIdx.x & 31) == 0) mbar_arrive(s.empty + 8u * stage);
 }
 
+/* FP8, regular tile: waits for the next stage, reads its scales (the products
+ * a_scale x b_scale for this thread's two rows; read before the stage is released, as
+ * the scale warp refills it after) and issues its K block's four k32 wgmmas into part as
+ * one group; the first one with scale-d = 0, so part needs no zeroing. Advances the ring. */
+static __device__ __forceinline__ void fp8_block_issue(float (&part)[64], const gemm_smem &s,
+                                                       int wg, int &stage, uint32_t &phase,
+                                                       int32_t r_lo, int32_t r_hi, float &s_lo,
+                                                       float &s_hi, int stages) {
+    mbar_wait(s.full + 8u * stage, phase);
+    const float *sc = s.scale + stage * GEMM_SCALE_FLOATS;
+    float b = sc[GEMM_BM];
+    s_lo = __fmul_rn(sc[r_lo], b);
+    s_hi = __fmul_rn(sc[r_hi], b);
+    uint64_t da = wgmma_desc(stage_a(s, stage) + (uint32_t)wg * 64 * GEMM_ROW_BYTES);
+    uint64_t db = wgmma_desc(stage_b(s, stage));
+    reg_fence(part);
+    wgmma_fence();
+#pragma unroll
+    for (int k = 0; k < 4; k++) wgmma_fp8_n128(part, da + 2 * k, db + 2 * k, k);
+    wgmma_commit();
+    next_stage(stage, phase, stages);
+}
+
+/* FP8, regular tile: once the group in part has completed (the caller waited), releases
+ * its stage and adds it into acc: acc = fma(part, s, acc). */
+static __device__ __forceinline__ void fp8_block_promote(float (&acc)[64], float (&part)[64],
+                                                         const gemm_smem &s, int stage,
+                                                         float s_lo, float s_hi) {
+    reg_fence(part);
+    release<true>(s, stage);
+#pragma unroll
+    for (int i = 0; i < 64; i++) acc[i] = __fmaf_rn(part[i], (i & 2) ? s_hi : s_lo, acc[i]);
+}
+
 /* A regular tile: this warpgroup's 64 rows x 128 columns. */
 template <bool FP8, moe_dtype OUT>
 static __device__ void consume_tile(const gemm_params &p, const gemm_smem &s, const gemm_tile &g,
@@ -434,27 +471,38 @@ static __device__ void consume_tile(const gemm_params &p, const gemm_smem &s, co
     for (int i = 0; i < 64; i++) acc[i] = 0.0f;
 
     if constexpr (FP8) {
-        float part[64];
-        for (int32_t kb = 0; kb < p.k_blocks; kb++) {
-            mbar_wait(s.full + 8u * stage, phase);
-            /* read before the stage is released: the scale warp refills it after */
-            const float *sc = s.scale + stage * GEMM_SCALE_FLOATS;
-            float a_lo = sc[r_lo], a_hi = sc[r_hi], b = sc[GEMM_BM];
-            uint64_t da = wgmma_desc(stage_a(s, stage) + (uint32_t)wg * 64 * GEMM_ROW_BYTES);
-            uint64_t db = wgmma_desc(stage_b(s, stage));
-            reg_fence(part);
-            wgmma_fence();
-#pragma unroll
-            for (int k = 0; k < 4; k++) wgmma_fp8_n128(part, da + 2 * k, db + 2 * k, k);
-            wgmma_commit();
-            wgmma_wait_all();
-            reg_fence(part);
-            release<FP8>(s, stage);
-            next_stage(stage, phase, p.stages);
-            float s_lo = __fmul_rn(a_lo, b), s_hi = __fmul_rn(a_hi, b);
-#pragma unroll
-            for (int i = 0; i < 64; i++)
-                acc[i] = __fadd_rn(acc[i], __fmul_rn(part[i], (i & 2) ? s_hi : s_lo));
+        /* two K blocks in flight: block kb + 1's wgmmas are issued before block kb's
+         * partial sum is promoted, so the promotion overlaps this warpgroup's own tensor
+         * work (4 x 8192 rows: +3 to +14% over one block in flight, bench/NOTES.md). The
+         * body is unrolled twice so each partial sum keeps fixed registers, and no wgmma
+         * is issued under a condition inside the loop: ptxas then serialises every wgmma
+         * of the kernel (tests/check_wgmma.sh catches that). */
+        float part0[64], part1[64], s0_lo, s0_hi, s1_lo, s1_hi;
+        int st0 = stage, st1 = stage;
+        int32_t kb = 0;
+        if (p.k_blocks > 0) {
+            fp8_block_issue(part0, s, wg, stage, phase, r_lo, r_hi, s0_lo, s0_hi, p.stages);
+            for (; kb + 2 < p.k_blocks; kb += 2) {
+                st1 = stage;
+                fp8_block_issue(part1, s, wg, stage, phase, r_lo, r_hi, s1_lo, s1_hi, p.stages);
+                wgmma_wait_all_but_one();
+                fp8_block_promote(acc, part0, s, st0, s0_lo, s0_hi);
+                st0 = stage;
+                fp8_block_issue(part0, s, wg, stage, phase, r_lo, r_hi, s0_lo, s0_hi, p.stages);
+                wgmma_wait_all_but_one();
+                fp8_block_promote(acc, part1, s, st1, s1_lo, s1_hi);
+            }
+            if (kb + 1 < p.k_blocks) { /* two blocks left: kb in part0, kb + 1 */
+                st1 = stage;
+                fp8_block_issue(part1, s, wg, stage, phase, r_lo, r_hi, s1_lo, s1_hi, p.stages);
+                wgmma_wait_all_but_one();
+                fp8_block_promote(acc, part0, s, st0, s0_lo, s0_hi);
+                wgmma_wait_all();
+                fp8_block_promote(acc, part1, s, st1, s1_lo, s1_hi);
+            } else {
+                wgmma_wait_all();
+                fp8_block_promote(acc, part0, s, st0, s0_lo, s0_hi);
+            }
         }
     } else {
         /* one wgmma group stays in flight: the stage of K block kb - 1 is released once

@@ -120,6 +120,10 @@ static __device__ __forceinline__ void consumers_sync(void) {
 static __device__ __forceinline__ void wgmma_wait_all(void) {
     asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
 }
+/* All but the most recently committed wgmma group have completed. */
+static __device__ __forceinline__ void wgmma_wait_all_but_one(void) {
+    asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
+}
 
 /* Keeps the compiler from moving accesses of accumulator registers across the
  * asynchronous wgmma window (between issue and wait the registers belong to the
