@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../src/api/internal.h"
 #include "../src/cuda/fp8_code.h"
 #include "harness.h"
 #include "guarded_buffer.h"
@@ -153,6 +154,8 @@ typedef struct fp8_case {
                             kernels' element loads */
     int64_t q_pad;
     size_t q_lead;
+    int planned;         /* gather through moe_quant_fp8_group_planned: perm is injective
+                            and comes with its inverse */
     int special;         /* plant NaN, Inf, zero, tiny and huge groups */
     float eps;           /* 0: the default 1e-10 */
     moe_dtype out;       /* dequantisation's output dtype */
@@ -217,16 +220,44 @@ static moe_tensor make_perm(const fp8_case *fc) {
     return perm;
 }
 
+/* An injective perm (each token slot on at most one row, every 5th row invalid, some slots
+ * on no row) and its inverse, as moe_permute_plan makes them. */
+static moe_tensor make_planned_perm(const fp8_case *fc, moe_tensor *inv) {
+    moe_tensor perm = test_tensor1(MOE_DTYPE_I32, fc->m);
+    int64_t slots = fc->t * fc->topk;
+    *inv = test_tensor1(MOE_DTYPE_I32, slots);
+    int32_t *order = (int32_t *)test_alloc((size_t)(slots > 0 ? slots : 1) * sizeof(int32_t));
+    for (int64_t i = 0; i < slots; i++) order[i] = (int32_t)i, test_set_i32(inv, i, 0, -1);
+    for (int64_t i = slots - 1; i > 0; i--) { /* Fisher-Yates */
+        int64_t j = rng_int(0, (int32_t)i);
+        int32_t tmp = order[i];
+        order[i] = order[j], order[j] = tmp;
+    }
+    const int32_t odd[] = {-1, (int32_t)slots, INT32_MIN, INT32_MAX};
+    int64_t next = 0;
+    for (int64_t r = 0; r < fc->m; r++) {
+        if (r % 5 == 4 || next == slots) {
+            test_set_i32(&perm, r, 0, odd[rng_int(0, 3)]);
+        } else {
+            test_set_i32(&perm, r, 0, order[next]);
+            test_set_i32(inv, order[next++], 0, (int32_t)r);
+        }
+    }
+    return perm;
+}
+
 static void fp8_what(const fp8_case *fc, char *what, size_t n) {
     snprintf(what, n, "%s T=%lld M=%lld K=%lld g=%d %s ue8m0=%d%s%s%s%s", moe_dtype_name(fc->dtype),
              (long long)fc->t, (long long)fc->m, (long long)fc->k, fc->group,
              fc->layout == MOE_SCALES_ROW_MAJOR ? "row-major" : "col-major", fc->ue8m0,
-             fc->topk ? " gather" : "", fc->x_pad || fc->x_lead ? " x-strided" : "",
+             fc->planned ? " planned gather" : fc->topk ? " gather" : "", fc->x_pad || fc->x_lead ? " x-strided" : "",
              fc->q_pad || fc->q_lead ? " q-strided" : "", fc->special ? " specials" : "");
 }
 
 /* Quantises on the CPU and twice on the GPU, compares; then dequantises the CPU's codes
- * on both and compares. */
+ * on both and compares. A planned case's first GPU run goes through
+ * moe_quant_fp8_group_planned (token by token) and its second through
+ * moe_quant_fp8_group (row by row): the two must agree bit for bit. */
 static void run_fp8_case(moe_context *gpu, const fp8_case *fc) {
     char what[200];
     fp8_what(fc, what, sizeof what);
@@ -237,11 +268,12 @@ static void run_fp8_case(moe_context *gpu, const fp8_case *fc) {
     fill_x(&xh.view, fc);
     if (fc->special && fc->t >= 4) plant_specials(&xh.view, fc);
     gbuf xd = gbuf_to_device(&xh);
-    moe_tensor perm_h, perm_d, *ph = NULL, *pd = NULL;
+    moe_tensor perm_h, perm_d, inv_h, inv_d, *ph = NULL, *pd = NULL;
     if (fc->topk) {
-        perm_h = make_perm(fc);
+        perm_h = fc->planned ? make_planned_perm(fc, &inv_h) : make_perm(fc);
         perm_d = test_to_device(&perm_h);
         ph = &perm_h, pd = &perm_d;
+        if (fc->planned) inv_d = test_to_device(&inv_h);
     }
 
     /* scales: [M, K/g] or [K/g, M4] with 3 padding columns, 16 bytes in */
@@ -256,7 +288,11 @@ static void run_fp8_case(moe_context *gpu, const fp8_case *fc) {
     gbuf sa = gbuf_device(MOE_DTYPE_F32, s_rows, s_cols, s_cols + 3, 16, FILL_A);
     gbuf qb = gbuf_device(MOE_DTYPE_E4M3, m, k, k + fc->q_pad, fc->q_lead, FILL_B);
     gbuf sb = gbuf_device(MOE_DTYPE_F32, s_rows, s_cols, s_cols + 3, 16, FILL_B);
-    CHECK_OK(moe_quant_fp8_group(gpu, &xd.view, pd, fc->topk, &p, &qa.view, &sa.view, NULL));
+    if (fc->planned)
+        CHECK_OK(moe_quant_fp8_group_planned(gpu, &xd.view, pd, &inv_d, fc->topk, &p, &qa.view,
+                                             &sa.view, NULL));
+    else
+        CHECK_OK(moe_quant_fp8_group(gpu, &xd.view, pd, fc->topk, &p, &qa.view, &sa.view, NULL));
     CHECK_OK(moe_quant_fp8_group(gpu, &xd.view, pd, fc->topk, &p, &qb.view, &sb.view, NULL));
     gbuf qa_h = gbuf_fetch(&qa), sa_h = gbuf_fetch(&sa), qb_h = gbuf_fetch(&qb),
          sb_h = gbuf_fetch(&sb);
@@ -325,6 +361,37 @@ static void test_cuda_fp8_gather(void) {
         fc.ue8m0 = i >= 5;
         fc.special = i == 4 || i == 9;
         fc.out = REF_FLOAT_DTYPES[i % 3];
+        run_fp8_case(gpu, &fc);
+    }
+}
+
+/* The layer's gather, token by token (moe_quant_fp8_group_planned): DeepSeek-V3's k' = 9
+ * and other widths, padding rows, tokens with no row, every dtype, both layouts, strided
+ * x (element loads) and q (byte stores), specials. The token-by-token kernel runs where
+ * T x K/16 >= SMs x 256 (sizes 0, 1, 4, 5, 7 on a 132-SM GPU); the others (T = 0, 1 and a
+ * group of 96) take the row-by-row kernel through the same entry. */
+static void test_cuda_fp8_planned(void) {
+    moe_context *gpu = test_gpu();
+    if (!gpu) return;
+    static const struct {
+        int64_t t, m, k;
+        int32_t topk, group;
+    } sizes[] = {{512, 4700, 7168, 9, 128}, {80, 720, 7168, 9, 128},  {1, 9, 2048, 9, 128},
+                 {0, 20, 2048, 9, 128},     {300, 1000, 2048, 4, 64}, {600, 900, 4096, 2, 512},
+                 {5, 40, 768, 8, 96},       {1100, 1000, 512, 2, 16}};
+    for (int i = 0; i < 16; i++) {
+        int c = i % 8;
+        if (sizes[c].m > 1000 && test_quick()) continue;
+        fp8_case fc = fp8_base(REF_FLOAT_DTYPES[i % 3], sizes[c].m, sizes[c].k, sizes[c].group);
+        fc.t = sizes[c].t;
+        fc.topk = sizes[c].topk;
+        fc.planned = 1;
+        fc.layout = (moe_scale_layout)(i / 8);
+        fc.ue8m0 = i % 2;
+        fc.special = c == 1 || c == 4;
+        if (i == 12) /* element loads; f32 rows keep 4-byte elements */
+            fc.x_lead = fc.dtype == MOE_DTYPE_F32 ? 4 : 2, fc.x_pad = 3;
+        if (i == 13) fc.q_lead = 1, fc.q_pad = 1; /* byte stores */
         run_fp8_case(gpu, &fc);
     }
 }
@@ -410,6 +477,7 @@ void suite_cuda_quant(void) {
     RUN(test_cuda_fp8_code_host);
     RUN(test_cuda_fp8_deepseek);
     RUN(test_cuda_fp8_gather);
+    RUN(test_cuda_fp8_planned);
     RUN(test_cuda_fp8_groups);
     RUN(test_cuda_fp8_strided);
     RUN(test_cuda_fp8_specials);

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../src/api/internal.h"
 #include "harness.h"
 #include "quant_ref.h"
 
@@ -343,6 +344,21 @@ static void test_fp8_bad_input(void) {
     CHECK_ERR(moe_quant_fp8_group(ctx, &x, &perm6, 1, &p, &q, &s, NULL), bad, "perm.shape[0]");
     CHECK_ERR(moe_quant_fp8_group(ctx, &x, &perm, 0, &p, &q, &s, NULL), bad, "topk");
     CHECK_ERR(moe_quant_fp8_group(ctx, &x, &perm, -3, &p, &q, &s, NULL), bad, "topk (-3)");
+
+    /* the layer's entry with perm's inverse: x has 6 tokens, topk 1, so inv_perm [6] */
+    moe_tensor inv = test_tensor1(MOE_DTYPE_I32, 6), inv5 = test_tensor1(MOE_DTYPE_I32, 5);
+    moe_tensor inv_f = test_tensor1(MOE_DTYPE_F32, 6);
+    for (int64_t t = 0; t < 6; t++) test_set_i32(&inv, t, 0, t < 5 ? (int32_t)t : -1);
+    moe_tensor q2 = test_tensor2(MOE_DTYPE_E4M3, 5, 256), s2 = fp8_scales(&p, 5, 256);
+    CHECK_OK(moe_quant_fp8_group_planned(ctx, &x, &perm, &inv, 1, &p, &q2, &s2, NULL));
+    CHECK(memcmp(q2.data, q.data, 5 * 256) == 0 && memcmp(s2.data, s.data, 5 * 2 * 4) == 0,
+          "the planned entry gives the row-by-row result");
+    CHECK_ERR(moe_quant_fp8_group_planned(ctx, &x, &perm, &inv5, 1, &p, &q, &s, NULL), bad,
+              "inv_perm.shape[0]");
+    CHECK_ERR(moe_quant_fp8_group_planned(ctx, &x, &perm, &inv_f, 1, &p, &q, &s, NULL), bad,
+              "inv_perm");
+    CHECK_ERR(moe_quant_fp8_group_planned(ctx, &x, NULL, &inv, 1, &p, &q, &s, NULL), bad,
+              "perm (inv_perm needs it)");
     moe_tensor out_rows = test_tensor2(MOE_DTYPE_F16, 4, 256),
                out_cols = test_tensor2(MOE_DTYPE_F16, 5, 128);
     CHECK_ERR(moe_dequant_fp8_group(ctx, &q, &s, &p, &out_rows, NULL), bad, "out.shape[0]");

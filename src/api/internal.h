@@ -31,9 +31,11 @@ typedef struct moe_backend_ops {
                                 moe_tensor *, void *);
     moe_status (*gather_rows)(moe_context *, const moe_tensor *, const moe_tensor *, int32_t,
                               moe_tensor *, void *);
+    /* x, perm, inv_perm (NULL, or perm's inverse: see moe_quant_fp8_group_planned), topk,
+     * params, q, scales, stream */
     moe_status (*quant_fp8_group)(moe_context *, const moe_tensor *, const moe_tensor *,
-                                  int32_t, const moe_fp8_group_params *, moe_tensor *,
-                                  moe_tensor *, void *);
+                                  const moe_tensor *, int32_t, const moe_fp8_group_params *,
+                                  moe_tensor *, moe_tensor *, void *);
     moe_status (*dequant_fp8_group)(moe_context *, const moe_tensor *, const moe_tensor *,
                                     const moe_fp8_group_params *, moe_tensor *, void *);
     moe_status (*quant_mxfp8)(moe_context *, const moe_tensor *, const moe_tensor *,
@@ -91,6 +93,19 @@ MOE_INTERNAL moe_status moe_unsupported(const moe_context *ctx, const char *op);
 /* Calls the backend's op, or reports that the backend lacks it. */
 #define MOE_DISPATCH(ctx, op, ...) \
     ((ctx)->ops->op ? (ctx)->ops->op(__VA_ARGS__) : moe_unsupported((ctx), "moe_" #op))
+
+/* moe_quant_fp8_group with the gather's inverse as well: inv_perm [T * topk] i32 is
+ * perm's inverse from the same moe_permute_plan (inv_perm[t * topk + j] = r where
+ * perm[r] = t * topk + j, -1 for none). The result is moe_quant_fp8_group's; a backend may
+ * use the inverse to read and quantise each token once and write its copies (the CUDA
+ * backend does), so a row r is written only if inv_perm[perm[r]] == r or perm[r] names no
+ * token (a zero row). The layer's path (layer.c). */
+MOE_INTERNAL moe_status moe_quant_fp8_group_planned(moe_context *ctx, const moe_tensor *x,
+                                                    const moe_tensor *perm,
+                                                    const moe_tensor *inv_perm, int32_t topk,
+                                                    const moe_fp8_group_params *params,
+                                                    moe_tensor *q, moe_tensor *scales,
+                                                    void *stream);
 
 /* ---------------------------------------------------------------- checks
  * Each check returns MOE_OK or records a sentence naming the argument and returns

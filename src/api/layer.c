@@ -300,8 +300,8 @@ moe_status moe_layer_forward(moe_layer *layer, const moe_tensor *x,
     if (is_fp8(c)) {
         moe_fp8_group_params q = {LAYER_GROUP, 1e-10f, 0, MOE_SCALES_COL_MAJOR};
         LAYER_STEP(l, MOE_STEP_QUANTIZE,
-                   moe_quant_fp8_group(l->ctx, x, &b.perm, l->kp, &q, &b.a1, &b.a1_scales,
-                                       stream));
+                   moe_quant_fp8_group_planned(l->ctx, x, &b.perm, &b.inv_perm, l->kp, &q,
+                                               &b.a1, &b.a1_scales, stream));
         LAYER_STEP(l, MOE_STEP_GEMM1,
                    moe_grouped_gemm(l->ctx, &b.a1, &b.a1_scales, q.layout, &l->w.w1,
                                     &l->w.w1_scales, &b.offsets, &b.c1, b.gemm_ws,

@@ -86,19 +86,41 @@ static moe_status check_global_scale(const moe_tensor *gs, int64_t experts) {
 
 /* ---------------------------------------------------------------- FP8 per token group */
 
-moe_status moe_quant_fp8_group(moe_context *ctx, const moe_tensor *x, const moe_tensor *perm,
-                               int32_t topk, const moe_fp8_group_params *params, moe_tensor *q,
-                               moe_tensor *scales, void *stream) {
-    moe_clear_error();
+/* Both entries' checks; inv_perm only with perm. */
+static moe_status quant_fp8_group(moe_context *ctx, const moe_tensor *x, const moe_tensor *perm,
+                                  const moe_tensor *inv_perm, int32_t topk,
+                                  const moe_fp8_group_params *params, moe_tensor *q,
+                                  moe_tensor *scales, void *stream) {
     MOE_TRY(moe_check_ctx(ctx));
     MOE_TRY(check_float_2d(x, "x"));
     MOE_TRY(moe_check_tensor(q, "q", MOE_DT(MOE_DTYPE_E4M3), 2));
     int64_t m = q->shape[0], k = x->shape[1];
     MOE_TRY(moe_check_dim(q, "q", 1, k, "K (x columns)"));
+    if (inv_perm) MOE_TRY(moe_check_ptr(perm, "perm (inv_perm needs it)"));
     if (!perm) MOE_TRY(moe_check_dim(q, "q", 0, x->shape[0], "T (x rows, no perm)"));
     MOE_TRY(check_perm(perm, topk, m));
+    if (inv_perm) {
+        MOE_TRY(moe_check_tensor(inv_perm, "inv_perm", MOE_DT(MOE_DTYPE_I32), 1));
+        MOE_TRY(moe_check_dim(inv_perm, "inv_perm", 0, x->shape[0] * topk, "T * topk"));
+    }
     MOE_TRY(moe_check_fp8_group(params, m, k, scales));
-    return MOE_DISPATCH(ctx, quant_fp8_group, ctx, x, perm, topk, params, q, scales, stream);
+    return MOE_DISPATCH(ctx, quant_fp8_group, ctx, x, perm, inv_perm, topk, params, q, scales,
+                        stream);
+}
+
+moe_status moe_quant_fp8_group(moe_context *ctx, const moe_tensor *x, const moe_tensor *perm,
+                               int32_t topk, const moe_fp8_group_params *params, moe_tensor *q,
+                               moe_tensor *scales, void *stream) {
+    moe_clear_error();
+    return quant_fp8_group(ctx, x, perm, NULL, topk, params, q, scales, stream);
+}
+
+moe_status moe_quant_fp8_group_planned(moe_context *ctx, const moe_tensor *x,
+                                       const moe_tensor *perm, const moe_tensor *inv_perm,
+                                       int32_t topk, const moe_fp8_group_params *params,
+                                       moe_tensor *q, moe_tensor *scales, void *stream) {
+    moe_clear_error();
+    return quant_fp8_group(ctx, x, perm, inv_perm, topk, params, q, scales, stream);
 }
 
 moe_status moe_dequant_fp8_group(moe_context *ctx, const moe_tensor *q, const moe_tensor *scales,

@@ -67,9 +67,11 @@ static const void *source_row(const moe_tensor *x, const moe_tensor *perm, int32
 }
 
 moe_status moe_cpu_quant_fp8_group(moe_context *ctx, const moe_tensor *x, const moe_tensor *perm,
-                                   int32_t topk, const moe_fp8_group_params *params, moe_tensor *q,
+                                   const moe_tensor *inv_perm, int32_t topk,
+                                   const moe_fp8_group_params *params, moe_tensor *q,
                                    moe_tensor *scales, void *stream) {
     (void)ctx;
+    (void)inv_perm; /* row by row here: the inverse only lets the GPU visit tokens once */
     (void)stream;
     int64_t m = q->shape[0], k = q->shape[1];
 #pragma omp parallel for schedule(static) if (m * k >= PARALLEL_MIN_ELEMENTS)

@@ -31,7 +31,9 @@ typedef struct combine_args {
     int64_t out_ld;
     int64_t tokens;
     int64_t nvec;    /* VE-column groups per row */
-    int32_t per_tok; /* threads per token */
+    int32_t per_tok; /* threads per (token, slice) */
+    int32_t slices;  /* slices of a token's column groups, each a unit of work */
+    int64_t span;    /* column groups per slice: a multiple of per_tok */
 } combine_args;
 
 /* The unsigned type of B bytes, B <= 16. */
@@ -102,13 +104,18 @@ static __global__ void __launch_bounds__(COMBINE_THREADS, 2) combine_kernel(comb
     moe_pdl_release();
     int sub = threadIdx.x / a.per_tok, lane = threadIdx.x % a.per_tok;
     int64_t per_block = blockDim.x / a.per_tok;
-    for (int64_t t = blockIdx.x * per_block + sub; t < a.tokens;
-         t += (int64_t)gridDim.x * per_block) {
-        /* the first batch serves every column group of the token: load it once */
+    /* a unit is one slice of one token's column groups: with few tokens a token is cut
+     * into slices so they still spread over many SMs (T = 1: 4 units of 224 threads, where
+     * one block walked the 4 passes in turn); otherwise one slice is the whole row */
+    for (int64_t u = blockIdx.x * per_block + sub; u < a.tokens * a.slices;
+         u += (int64_t)gridDim.x * per_block) {
+        int64_t t = u / a.slices, v0 = (u % a.slices) * a.span;
+        int64_t v1 = v0 + a.span < a.nvec ? v0 + a.span : a.nvec;
+        /* the first batch serves every column group of the unit: load it once */
         int row0[COMBINE_BATCH];
         float w0[COMBINE_BATCH];
-        load_batch(a, t, 0, row0, w0);
-        for (int64_t v = lane; v < a.nvec; v += a.per_tok) {
+        if (v0 + lane < v1) load_batch(a, t, 0, row0, w0);
+        for (int64_t v = v0 + lane; v < v1; v += a.per_tok) {
             float acc[VE];
 #pragma unroll
             for (int k = 0; k < VE; k++) acc[k] = 0.0f;
@@ -185,9 +192,9 @@ moe_status moe_cuda_combine(moe_context *ctx, const moe_tensor *y, const moe_ten
     a.out_ld = out->stride[0];
     a.tokens = tokens;
     a.nvec = h / ve;
-    /* Threads per token: few passes over the row, each thread the same count (896 groups
-     * of DeepSeek-V3's H = 7168 bf16 -> 4 passes of 224 threads), whole warps where the
-     * row is long enough, several tokens a block where it is short. */
+    /* Threads per (token, slice): few slices of a row, each thread the same count (896
+     * groups of DeepSeek-V3's H = 7168 bf16 -> 4 slices of 224 threads), whole warps where
+     * the row is long enough, several tokens a block where it is short. */
     int64_t per_tok;
     if (a.nvec >= 32) {
         int64_t passes = (a.nvec + COMBINE_THREADS - 1) / COMBINE_THREADS;
@@ -198,9 +205,15 @@ moe_status moe_cuda_combine(moe_context *ctx, const moe_tensor *y, const moe_ten
         while (per_tok < a.nvec) per_tok *= 2;
     }
     a.per_tok = (int32_t)per_tok;
+    /* a pass per slice while the tokens alone cannot fill the SMs (measured: T = 1 9.5 ->
+     * 5.8 us, T = 32 10.0 -> 7.0; at T >= 512 slicing lost 5-20%), else whole rows */
+    int64_t passes = (a.nvec + per_tok - 1) / per_tok;
+    int64_t per_block_tokens = COMBINE_THREADS / per_tok;
+    a.slices = tokens < 2 * (int64_t)st->sm_count * per_block_tokens ? (int32_t)passes : 1;
+    a.span = (passes + a.slices - 1) / a.slices * per_tok;
     int64_t per_block = COMBINE_THREADS / per_tok;
     unsigned block = (unsigned)(per_tok * per_block);
-    unsigned grid = moe_grid(tokens, per_block, 32 * (int64_t)st->sm_count);
+    unsigned grid = moe_grid(tokens * a.slices, per_block, 32 * (int64_t)st->sm_count);
     cudaStream_t s = moe_cuda_stream(stream);
     moe_dtype yd = y->dtype, od = out->dtype;
     MOE_FLOAT_DTYPE_SWITCH(yd, YD, MOE_FLOAT_DTYPE_SWITCH(od, OD,

@@ -42,7 +42,7 @@ MOE_INTERNAL moe_status moe_cuda_gather_rows(moe_context *, const moe_tensor *,
                                              const moe_tensor *, int32_t, moe_tensor *, void *);
 /* quant_fp8.cu */
 MOE_INTERNAL moe_status moe_cuda_quant_fp8_group(moe_context *, const moe_tensor *,
-                                                 const moe_tensor *, int32_t,
+                                                 const moe_tensor *, const moe_tensor *, int32_t,
                                                  const moe_fp8_group_params *, moe_tensor *,
                                                  moe_tensor *, void *);
 MOE_INTERNAL moe_status moe_cuda_dequant_fp8_group(moe_context *, const moe_tensor *,

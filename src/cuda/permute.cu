@@ -204,6 +204,8 @@ static __device__ __forceinline__ int rounded_rows(int n, int align) {
 /* The whole plan in one block (pairs <= PLAN_CHUNK): chunk 0 with no earlier chunks. */
 static __global__ void __launch_bounds__(PLAN_THREADS) plan_fused_kernel(plan_args a) {
     extern __shared__ int smem[];
+    moe_pdl_release(); /* launched with PDL (common.cuh): ids may come from the router */
+    moe_pdl_wait();
     int E = a.experts, tid = threadIdx.x;
     int *cnt = smem;                          /* [PLAN_WARPS][E] */
     int *off = cnt + PLAN_WARPS * E;          /* [E + 1]: rounded sizes, then offsets */
@@ -384,7 +386,9 @@ static moe_status run_plan(moe_context *ctx, plan_args *a, void *workspace, void
 
     if (a->pairs <= PLAN_CHUNK && fill <= FUSED_FILL_MAX && fused_smem <= st->smem_optin) {
         MOE_TRY(set_smem((const void *)plan_fused_kernel, fused_smem, op));
-        plan_fused_kernel<<<1, PLAN_THREADS, fused_smem, s>>>(*a);
+        moe_pdl_launch l;
+        moe_pdl_config(&l, 1, PLAN_THREADS, fused_smem, s, a->pairs);
+        cudaLaunchKernelEx(&l.cfg, plan_fused_kernel, *a);
         return moe_cuda_launch_status(op);
     }
     /* enough blocks for the -1 fill too: ~16 int4 stores per thread, a few waves */

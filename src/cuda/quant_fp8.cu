@@ -50,9 +50,78 @@ struct gather_source {
     }
 };
 
+/* The planned gather (moe_quant_fp8_group_planned; lane groups only), token by token:
+ * each x row is read and quantised once and its codes stored to every row that copies
+ * it, found through inv_perm, where the row-driven kernel reads and quantises a token
+ * topk times (9 at DeepSeek-V3 with its shared expert: the row-driven op was compute-bound
+ * on the per-value rounding). A row r is stored only if perm agrees (perm[r] = t * topk +
+ * j), so every stored row equals the row-driven kernel's. Rows whose perm entry names no
+ * token (alignment padding) are then given the zero row's codes and scales, one warp per
+ * row through the same group math. The loop runs while any lane of the warp has work, as
+ * moe_fp8_lanes_loop's, for the shuffles. Used where the tokens alone fill the GPU. */
+template <moe_dtype D, bool VEC>
+__global__ void __launch_bounds__(MOE_FP8_THREADS)
+    quant_planned_kernel(const gather_source<D, VEC> src, const int32_t *__restrict__ inv,
+                         const moe_fp8_out o) {
+    moe_pdl_release(); /* the next kernel may start (common.cuh) */
+    moe_pdl_wait();
+    const int64_t chunks = o.cols / MOE_FP8_VEC, tokens = src.x_rows;
+    const int64_t step = (int64_t)gridDim.x * blockDim.x;
+    const int64_t u = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t step_t = step / chunks, step_c = step % chunks;
+    const int64_t lane_mask = ((int64_t)1 << o.log2_lanes) - 1;
+    const int64_t topk = src.topk;
+    int64_t t = u / chunks, c = u % chunks;
+    while (__any_sync(MOE_FULL_MASK, t < tokens)) {
+        bool live = t < tokens;
+        float v[MOE_FP8_VEC];
+        src.load(live ? src.x + t * src.x_stride : NULL, c, v);
+        uint32_t codes[MOE_FP8_VEC / 4];
+        float scale;
+        moe_fp8_quant_lanes(v, o.log2_lanes, o.eps, o.ue8m0, codes, &scale);
+        for (int64_t j = 0; live && j < topk; j++) {
+            int64_t slot = t * topk + j;
+            int32_t r = __ldg(inv + slot);
+            if (r < 0 || r >= o.rows || __ldg(src.perm + r) != slot) continue;
+            moe_fp8_store_codes(o.q + r * o.q_stride + c * MOE_FP8_VEC, codes, o.vec_store);
+            if ((c & lane_mask) == 0) o.scales[r * o.s_row + (c >> o.log2_lanes) * o.s_group] = scale;
+        }
+        t += step_t, c += step_c;
+        if (c >= chunks) c -= chunks, t++;
+    }
+    const int lane = threadIdx.x & 31;
+    for (int64_t r = u >> 5; r < o.rows; r += step >> 5) {
+        if (src.row(r)) continue; /* a token's copy: stored above */
+        for (int64_t c0 = 0; c0 < chunks; c0 += 32) {
+            int64_t cz = c0 + lane;
+            float v[MOE_FP8_VEC];
+            src.load(NULL, 0, v);
+            uint32_t codes[MOE_FP8_VEC / 4];
+            float scale;
+            moe_fp8_quant_lanes(v, o.log2_lanes, o.eps, o.ue8m0, codes, &scale);
+            if (cz < chunks) {
+                moe_fp8_store_codes(o.q + r * o.q_stride + cz * MOE_FP8_VEC, codes, o.vec_store);
+                if ((cz & lane_mask) == 0)
+                    o.scales[r * o.s_row + (cz >> o.log2_lanes) * o.s_group] = scale;
+            }
+        }
+    }
+}
+
+template <moe_dtype D, bool VEC>
+static moe_status planned_launch(const moe_context *ctx, const gather_source<D, VEC> &src,
+                                 const int32_t *inv, const moe_fp8_out &o, void *stream) {
+    unsigned grid = moe_fp8_resident_grid(ctx, quant_planned_kernel<D, VEC>, MOE_FP8_THREADS,
+                                          src.x_rows * (o.cols / MOE_FP8_VEC));
+    moe_pdl_launch l;
+    moe_pdl_config(&l, grid, MOE_FP8_THREADS, 0, moe_cuda_stream(stream), o.rows);
+    cudaLaunchKernelEx(&l.cfg, quant_planned_kernel<D, VEC>, src, inv, o);
+    return moe_cuda_launch_status("moe_quant_fp8_group");
+}
+
 template <moe_dtype D>
 static moe_status quant_launch(const moe_context *ctx, const moe_tensor *x,
-                               const moe_tensor *perm, int32_t topk,
+                               const moe_tensor *perm, const moe_tensor *inv_perm, int32_t topk,
                                const moe_fp8_group_params *params, moe_tensor *q,
                                moe_tensor *scales, void *stream) {
     typedef typename moe_elem<D>::T T;
@@ -60,6 +129,21 @@ static moe_status quant_launch(const moe_context *ctx, const moe_tensor *x,
     const T *xd = (const T *)x->data;
     const int32_t *pd = perm ? (const int32_t *)perm->data : NULL;
     int vec = moe_fp8_aligned16(x->data) && x->stride[0] * (int64_t)sizeof(T) % 16 == 0;
+    /* token by token only where the tokens alone fill the GPU: with fewer (T = 1: one
+     * token's 448 chunks) the row-by-row kernel's topk times as many threads finish
+     * sooner (T = 1: 6 vs 8 us in the layer; even at T = 32) */
+    const moe_cuda_state *cs = (const moe_cuda_state *)ctx->state;
+    int64_t token_work = x->shape[0] * (o.cols / MOE_FP8_VEC);
+    if (pd && inv_perm && o.log2_lanes >= 0 &&
+        token_work >= (int64_t)cs->sm_count * MOE_FP8_THREADS) {
+        const int32_t *inv = (const int32_t *)inv_perm->data;
+        if (vec) {
+            gather_source<D, true> src = {xd, x->stride[0], x->shape[0], pd, topk};
+            return planned_launch(ctx, src, inv, o, stream);
+        }
+        gather_source<D, false> src = {xd, x->stride[0], x->shape[0], pd, topk};
+        return planned_launch(ctx, src, inv, o, stream);
+    }
     if (o.log2_lanes >= 0 && vec) {
         gather_source<D, true> src = {xd, x->stride[0], x->shape[0], pd, topk};
         return moe_fp8_launch(ctx, src, o, stream, "moe_quant_fp8_group");
@@ -69,13 +153,14 @@ static moe_status quant_launch(const moe_context *ctx, const moe_tensor *x,
 }
 
 moe_status moe_cuda_quant_fp8_group(moe_context *ctx, const moe_tensor *x, const moe_tensor *perm,
-                                    int32_t topk, const moe_fp8_group_params *params,
-                                    moe_tensor *q, moe_tensor *scales, void *stream) {
+                                    const moe_tensor *inv_perm, int32_t topk,
+                                    const moe_fp8_group_params *params, moe_tensor *q,
+                                    moe_tensor *scales, void *stream) {
     if (q->shape[0] == 0 || q->shape[1] == 0) return MOE_OK;
     MOE_TRY(moe_cuda_use_device(ctx));
     moe_status st = MOE_OK;
-    MOE_FLOAT_DTYPE_SWITCH(x->dtype, D,
-                           st = quant_launch<D>(ctx, x, perm, topk, params, q, scales, stream));
+    MOE_FLOAT_DTYPE_SWITCH(
+        x->dtype, D, st = quant_launch<D>(ctx, x, perm, inv_perm, topk, params, q, scales, stream));
     return st;
 }
 

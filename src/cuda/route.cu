@@ -407,6 +407,8 @@ __global__ void __launch_bounds__(ROUTE_WARPS * 32)
     route_grouped_kernel(const __grid_constant__ route_args a) {
     extern __shared__ __align__(16) uint32_t route_smem[];
     typedef typename moe_elem<D>::T T;
+    moe_pdl_release(); /* launched with PDL at decode sizes (common.cuh) */
+    moe_pdl_wait();
     const int warp = (int)(threadIdx.x >> 5), lane = (int)(threadIdx.x & 31);
     const int64_t t = (int64_t)blockIdx.x * ROUTE_WARPS + warp;
     if (t >= a.tokens) return;
@@ -486,6 +488,8 @@ template <moe_dtype D, int N, int V>
 __global__ void __launch_bounds__(ROUTE_WARPS * 32)
     route_softmax_kernel(const __grid_constant__ route_args a) {
     typedef typename moe_elem<D>::T T;
+    moe_pdl_release();
+    moe_pdl_wait();
     const int warp = (int)(threadIdx.x >> 5), lane = (int)(threadIdx.x & 31);
     const int64_t t = (int64_t)blockIdx.x * ROUTE_WARPS + warp;
     if (t >= a.tokens) return;
@@ -578,17 +582,18 @@ template <moe_dtype D, int N>
 static void route_launch_n(route_op op, const route_args &a, int vec, unsigned grid,
                            size_t smem, cudaStream_t st) {
     constexpr int VM = route_vmax((int)sizeof(typename moe_elem<D>::T), N);
-    const dim3 block(ROUTE_WARPS * 32);
+    moe_pdl_launch l;
+    moe_pdl_config(&l, grid, ROUTE_WARPS * 32, op == ROUTE_GROUPED ? smem : 0, st, a.tokens);
     if (op == ROUTE_GROUPED) {
         if (vec)
-            route_grouped_kernel<D, N, VM><<<grid, block, smem, st>>>(a);
+            cudaLaunchKernelEx(&l.cfg, route_grouped_kernel<D, N, VM>, a);
         else
-            route_grouped_kernel<D, N, 1><<<grid, block, smem, st>>>(a);
+            cudaLaunchKernelEx(&l.cfg, route_grouped_kernel<D, N, 1>, a);
     } else {
         if (vec)
-            route_softmax_kernel<D, N, VM><<<grid, block, 0, st>>>(a);
+            cudaLaunchKernelEx(&l.cfg, route_softmax_kernel<D, N, VM>, a);
         else
-            route_softmax_kernel<D, N, 1><<<grid, block, 0, st>>>(a);
+            cudaLaunchKernelEx(&l.cfg, route_softmax_kernel<D, N, 1>, a);
     }
 }
 
