@@ -123,4 +123,9 @@ void test_copy_bytes(void *dst, const void *src, size_t bytes, int to_device);
  * writing. 0, or -1 if the launch failed. */
 int test_late_copy_i32(int32_t *dst, const int32_t *src, int n, long long delay_ns);
 
+/* CUDA builds only (tests/e4m3_hardware.cu): the hardware f32 -> e4m3 conversion against
+ * the software code on every step-th f32 bit pattern; *count mismatches, *first the
+ * lowest mismatching pattern. 0, or -1 on a CUDA error. */
+int test_e4m3_hardware_mismatches(uint32_t step, unsigned long long *count, uint32_t *first);
+
 #endif

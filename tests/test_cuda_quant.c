@@ -141,6 +141,20 @@ static void test_cuda_fp8_code_host(void) {
           (long long)bad_div, (double)first_v, (double)first_s);
 }
 
+/* The hardware conversion the FP8 kernels code their quotients with (moe_e4m3x2) equals
+ * moe_e4m3_code, so moe_f32_to_e4m3, on all 2^32 f32 inputs (every 13th pattern under
+ * MOE_TEST_QUICK, for the sanitizers), NaN aside (0x7f or 0xff, sign dropped). */
+static void test_cuda_e4m3_hardware(void) {
+    moe_context *gpu = test_gpu();
+    if (!gpu) return;
+    unsigned long long bad = 0;
+    uint32_t first = 0;
+    CHECK(test_e4m3_hardware_mismatches(test_quick() ? 13u : 1u, &bad, &first) == 0,
+          "e4m3 comparison kernel: a CUDA error");
+    CHECK(bad == 0, "cvt.rn.satfinite.e4m3x2.f32 differs from moe_e4m3_code on %llu inputs, "
+                    "first 0x%08x", bad, first);
+}
+
 /* ---------------------------------------------------------------- FP8 per token group */
 
 typedef struct fp8_case {
@@ -475,6 +489,7 @@ static void test_cuda_fp8_specials(void) {
 void suite_cuda_quant(void) {
     /* FP8 per token group */
     RUN(test_cuda_fp8_code_host);
+    RUN(test_cuda_e4m3_hardware);
     RUN(test_cuda_fp8_deepseek);
     RUN(test_cuda_fp8_gather);
     RUN(test_cuda_fp8_planned);

@@ -1,7 +1,9 @@
 /* The FP8 kernels' (fp8_group.cuh) per-value arithmetic, written without branches and
- * shown equal to the CPU reference's: the e4m3 code of an f32, and the code of a
- * quotient v / s with s's reciprocal computed once per group. C and CUDA alike, so the
- * test suite holds them against moe_f32_to_e4m3 and a true division on the host. */
+ * shown equal to the CPU reference's: the quotient v / s with s's reciprocal computed
+ * once per group, and a software e4m3 code of an f32. C and CUDA alike, so the test suite
+ * holds them against moe_f32_to_e4m3 and a true division on the host. The kernels code
+ * the quotient with the hardware (moe_e4m3x2, common.cuh); moe_e4m3_code is the
+ * reference the GPU test holds that conversion against, on all 2^32 inputs. */
 #ifndef MOE_CUDA_FP8_CODE_H
 #define MOE_CUDA_FP8_CODE_H
 
@@ -44,9 +46,10 @@ MOE_HD uint32_t moe_e4m3_code(float f) {
 #define MOE_FP8_DIV_MIN 0x1p-80f
 #define MOE_FP8_DIV_MAX 0x1p80f
 
-/* moe_f32_to_e4m3(v / s) (a correctly rounded f32 quotient) for any v and a scale s in
- * [MOE_FP8_DIV_MIN, MOE_FP8_DIV_MAX] with inv = RN(1 / s): five f32 operations instead of
- * a division each (the GPU's division recomputes 1/s every time).
+/* A float whose e4m3 code is moe_f32_to_e4m3(v / s) (a correctly rounded f32 quotient)
+ * for any v and a scale s in [MOE_FP8_DIV_MIN, MOE_FP8_DIV_MAX] with inv = RN(1 / s):
+ * five f32 operations instead of a division each (the GPU's division recomputes 1/s
+ * every time).
  * - q0 = RN(v * inv) is within 1.5 ulp of v / s (inv is off by at most 2^-24 relative).
  * - One correction q1 = RN(q0 + RN(v - s*q0) * inv) leaves an error below 1/2 ulp plus
  *   2^-22 ulp: q1 is a faithful rounding of v / s.
@@ -58,7 +61,7 @@ MOE_HD uint32_t moe_e4m3_code(float f) {
  *   code +-0 either way; |q0| > 2^10 puts it above 464, code +-448 either way; and
  *   zeros, infinities and NaN pass through v * inv as through v / s.
  * Checked against true divisions on the host (tests/test_cuda_quant.c). */
-MOE_HD uint32_t moe_e4m3_code_div(float v, float s, float inv) {
+MOE_HD float moe_e4m3_quot_div(float v, float s, float inv) {
     float q0 = MOE_FP8_MUL(v, inv);
     float r0 = fmaf(-s, q0, v);
     float q1 = fmaf(r0, inv, q0);
@@ -66,7 +69,12 @@ MOE_HD uint32_t moe_e4m3_code_div(float v, float s, float inv) {
     float q2 = fmaf(r1, inv, q1);
     uint32_t a = moe_f32_bits(q0) & 0x7fffffffu;
     /* 0x39800000 is 2^-12, 0x44800000 is 2^10 */
-    return moe_e4m3_code(a - 0x39800000u <= 0x44800000u - 0x39800000u ? q2 : q0);
+    return a - 0x39800000u <= 0x44800000u - 0x39800000u ? q2 : q0;
+}
+
+/* The code of that quotient: moe_f32_to_e4m3(v / s) for s in range. */
+MOE_HD uint32_t moe_e4m3_code_div(float v, float s, float inv) {
+    return moe_e4m3_code(moe_e4m3_quot_div(v, s, inv));
 }
 
 #endif /* MOE_CUDA_FP8_CODE_H */

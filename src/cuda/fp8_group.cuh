@@ -2,7 +2,8 @@
  * (quant_fp8.cu) and moe_silu_and_mul_quant_fp8 (activation.cu): both reach every scale
  * and code through the functions below, so the two ops round alike, and alike with the
  * CPU's moe_cpu_quant_fp8_row (src/cpu/quant_fp8.c), whose arithmetic they repeat step
- * for step in f32 with the conversions of src/common/formats.h.
+ * for step in f32 with the conversions of src/common/formats.h (the final f32 -> e4m3
+ * by the hardware, equal to it on every input but NaN, whose sign it drops).
  *
  * Two ways to cover a group, chosen on the host:
  * - lane groups (the hot path): a thread owns MOE_FP8_VEC = 16 consecutive values, a
@@ -62,18 +63,21 @@ __device__ __forceinline__ moe_fp8_divisor moe_fp8_make_divisor(float scale, int
     return d;
 }
 
+/* A float whose e4m3 code is that of the CPU's correctly rounded v / scale; the code
+ * itself comes from the hardware (moe_e4m3x2), two values an instruction. */
 template <int HOW>
-__device__ __forceinline__ uint32_t moe_fp8_code_as(float v, const moe_fp8_divisor &d) {
-    if (HOW == MOE_FP8_POW2) return moe_e4m3_code(__fmul_rn(v, d.inv));
-    if (HOW == MOE_FP8_RECIP) return moe_e4m3_code_div(v, d.scale, d.inv);
-    return moe_e4m3_code(__fdiv_rn(v, d.scale));
+__device__ __forceinline__ float moe_fp8_quot_as(float v, const moe_fp8_divisor &d) {
+    if (HOW == MOE_FP8_POW2) return __fmul_rn(v, d.inv);
+    if (HOW == MOE_FP8_RECIP) return moe_e4m3_quot_div(v, d.scale, d.inv);
+    return __fdiv_rn(v, d.scale);
 }
 
 /* The code of v / scale for one value (the warp-group loop). */
 __device__ __forceinline__ uint32_t moe_fp8_code(float v, const moe_fp8_divisor &d) {
-    if (d.how == MOE_FP8_POW2) return moe_fp8_code_as<MOE_FP8_POW2>(v, d);
-    if (d.how == MOE_FP8_RECIP) return moe_fp8_code_as<MOE_FP8_RECIP>(v, d);
-    return moe_fp8_code_as<MOE_FP8_TRUEDIV>(v, d);
+    float q = d.how == MOE_FP8_POW2    ? moe_fp8_quot_as<MOE_FP8_POW2>(v, d)
+              : d.how == MOE_FP8_RECIP ? moe_fp8_quot_as<MOE_FP8_RECIP>(v, d)
+                                       : moe_fp8_quot_as<MOE_FP8_TRUEDIV>(v, d);
+    return moe_e4m3x2(q, 0.0f) & 0xffu;
 }
 
 /* A thread's 16 codes, packed little-endian, with the divisor's way fixed. */
@@ -83,9 +87,10 @@ __device__ __forceinline__ void moe_fp8_codes16(const float (&v)[MOE_FP8_VEC],
                                                 uint32_t (&codes)[MOE_FP8_VEC / 4]) {
 #pragma unroll
     for (int w = 0; w < MOE_FP8_VEC / 4; w++)
-        codes[w] = moe_fp8_code_as<HOW>(v[4 * w], d) | moe_fp8_code_as<HOW>(v[4 * w + 1], d) << 8 |
-                   moe_fp8_code_as<HOW>(v[4 * w + 2], d) << 16 |
-                   moe_fp8_code_as<HOW>(v[4 * w + 3], d) << 24;
+        codes[w] = moe_e4m3x2(moe_fp8_quot_as<HOW>(v[4 * w], d),
+                              moe_fp8_quot_as<HOW>(v[4 * w + 1], d)) |
+                   moe_e4m3x2(moe_fp8_quot_as<HOW>(v[4 * w + 2], d),
+                              moe_fp8_quot_as<HOW>(v[4 * w + 3], d)) << 16;
 }
 
 /* The largest |v| seen so far; NaN is ignored (fmaxf returns the other operand), as the

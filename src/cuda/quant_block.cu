@@ -300,14 +300,6 @@ __device__ __forceinline__ uint32_t qb_sign(const uint32_t *w, int i) {
     return (w[i / 2] >> (16 * (i % 2) + 15)) & 1u;
 }
 
-/* Two f32 as two e4m3 bytes (lo in the low byte): RNE, saturating to +-448, Inf to
- * +-448, as moe_f32_to_e4m3 for every input but NaN. */
-__device__ __forceinline__ uint32_t qb_e4m3x2(float lo, float hi) {
-    unsigned short r;
-    asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(r) : "f"(hi), "f"(lo));
-    return r;
-}
-
 /* Two f32 as a bf16 / f16 pair (lo in the low half), RNE, as the software conversions
  * for every input but NaN. */
 __device__ __forceinline__ uint32_t qb_bf16x2(float lo, float hi) {
@@ -502,7 +494,7 @@ __device__ __forceinline__ void qb_quant_item(const qb_args &a, const qb_qrow &r
         const float inv = moe_exp2i(-e);
 #pragma unroll
         for (int i = 0; i < S::ELEMS; i += 2)
-            codes[i / 4] |= qb_e4m3x2(f[i] * inv, f[i + 1] * inv) << (8 * (i % 4));
+            codes[i / 4] |= moe_e4m3x2(f[i] * inv, f[i + 1] * inv) << (8 * (i % 4));
         if (nan_max != nan_max) {
             /* the CPU divides the NaN itself, which keeps its sign */
 #pragma unroll
@@ -523,7 +515,7 @@ __device__ __forceinline__ void qb_quant_item(const qb_args &a, const qb_qrow &r
             amax = fmaxf(amax, __shfl_xor_sync(QB_FULL, amax, o));
         const float t = gs * amax / MOE_E2M1_MAX;
         /* the hardware conversion agrees with moe_f32_to_e4m3 but for NaN */
-        const uint8_t sf = t != t ? moe_f32_to_e4m3(t) : (uint8_t)qb_e4m3x2(t, 0.0f);
+        const uint8_t sf = t != t ? moe_f32_to_e4m3(t) : (uint8_t)moe_e4m3x2(t, 0.0f);
         const float sf32 = moe_e4m3_to_f32(sf);
         if (has && sf32 != 0.0f) {
             const float r = 1.0f / sf32;
