@@ -6,6 +6,8 @@
 #   bench/device.sh layer     # whole layer: every preset x T, vs torch; ~2-3 min after the build
 # racecheck over all eight GPU suites needs more than 150 s (session 9): SANITIZE_TIMEOUT
 # (default 400 s) bounds each sanitizer run.
+# To compare builds (this tree against git revisions) in one lease: bench/ab_prepare.sh, then
+# bench/ab.sh on the GPU.
 set -uo pipefail
 OUT=${OUT:-/tmp/moe-out}
 mkdir -p "$OUT"
