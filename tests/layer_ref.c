@@ -7,6 +7,21 @@
 
 #include "../src/common/formats.h"
 
+void layer_random_inputs(const layer_fixture *f, int64_t tokens, moe_tensor *x, moe_tensor *ids,
+                         moe_tensor *wts) {
+    *x = test_tensor2(MOE_DTYPE_BF16, tokens, f->cfg.hidden);
+    test_fill_normal(x, 1.0);
+    *ids = test_tensor2(MOE_DTYPE_I32, tokens, f->kp);
+    *wts = test_tensor2(MOE_DTYPE_F32, tokens, f->kp);
+    for (int64_t t = 0; t < tokens; t++)
+        for (int32_t j = 0; j < f->kp; j++) {
+            int32_t e = (int32_t)rng_int(0, f->experts - 1);
+            if (rng_int(0, 9) == 0) e = -1; /* a non-local expert */
+            test_set_i32(ids, t, j, e);
+            test_set(wts, t, j, 0, rng_uniform(0.05, 1.0));
+        }
+}
+
 void layer_make_weights(layer_fixture *f) {
     const moe_layer_config *c = &f->cfg;
     int64_t e = c->num_experts + c->num_shared, h = c->hidden, i = c->intermediate;

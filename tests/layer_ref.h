@@ -15,6 +15,12 @@ typedef struct {
  * BF16 N(0, 1/K); a N(0, 0.1) router bias for grouped routing. Sets kp and experts. */
 void layer_make_weights(layer_fixture *f);
 
+/* Host inputs for T tokens: x [T, H] bf16 N(0,1), and caller-given routing ids [T, k'] i32
+ * (uniform experts, one in ten -1: a non-local expert) with weights [T, k'] in
+ * [0.05, 1). */
+void layer_random_inputs(const layer_fixture *f, int64_t tokens, moe_tensor *x, moe_tensor *ids,
+                         moe_tensor *wts);
+
 /* out[t * H + h] for caller-given ids and weights: the pipeline with its intermediate
  * roundings (bf16 GEMM outputs, FP8 activations) and every sum in double. */
 void layer_ref_forward(const layer_fixture *f, const moe_tensor *x, const moe_tensor *ids,

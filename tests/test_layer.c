@@ -20,17 +20,8 @@ static void check_layer(moe_layer_config cfg, int64_t tokens, double tol) {
     CHECK_OK(moe_layer_workspace_size(layer, tokens, &ws_bytes));
     void *ws = test_alloc(ws_bytes);
 
-    moe_tensor x = test_tensor2(MOE_DTYPE_BF16, tokens, cfg.hidden);
-    test_fill_normal(&x, 1.0);
-    moe_tensor ids = test_tensor2(MOE_DTYPE_I32, tokens, f.kp);
-    moe_tensor wts = test_tensor2(MOE_DTYPE_F32, tokens, f.kp);
-    for (int64_t t = 0; t < tokens; t++)
-        for (int32_t j = 0; j < f.kp; j++) {
-            int32_t e = (int32_t)rng_int(0, f.experts - 1);
-            if (rng_int(0, 9) == 0) e = -1; /* a non-local expert */
-            test_set_i32(&ids, t, j, e);
-            test_set(&wts, t, j, 0, rng_uniform(0.05, 1.0));
-        }
+    moe_tensor x, ids, wts;
+    layer_random_inputs(&f, tokens, &x, &ids, &wts);
     moe_tensor out = test_tensor2(MOE_DTYPE_BF16, tokens, cfg.hidden);
     CHECK_OK(moe_layer_forward(layer, &x, NULL, &ids, &wts, &out, ws, ws_bytes, NULL));
     double *ref = test_alloc(sizeof(double) * (size_t)(tokens * cfg.hidden));
