@@ -108,9 +108,11 @@ __global__ void __launch_bounds__(MOE_FP8_THREADS)
     }
 }
 
+/* The token-by-token kernel when inv is given, else the row-by-row one. */
 template <moe_dtype D, bool VEC>
-static moe_status planned_launch(const moe_context *ctx, const gather_source<D, VEC> &src,
-                                 const int32_t *inv, const moe_fp8_out &o, void *stream) {
+static moe_status quant_run(const moe_context *ctx, const gather_source<D, VEC> &src,
+                            const int32_t *inv, const moe_fp8_out &o, void *stream) {
+    if (!inv) return moe_fp8_launch(ctx, src, o, stream, "moe_quant_fp8_group");
     unsigned grid = moe_fp8_resident_grid(ctx, quant_planned_kernel<D, VEC>, MOE_FP8_THREADS,
                                           src.x_rows * (o.cols / MOE_FP8_VEC));
     moe_pdl_launch l;
@@ -128,28 +130,24 @@ static moe_status quant_launch(const moe_context *ctx, const moe_tensor *x,
     moe_fp8_out o = moe_fp8_out_of(params, q, scales);
     const T *xd = (const T *)x->data;
     const int32_t *pd = perm ? (const int32_t *)perm->data : NULL;
-    int vec = moe_fp8_aligned16(x->data) && x->stride[0] * (int64_t)sizeof(T) % 16 == 0;
+    /* 16-byte loads: lane groups only, on 16-byte aligned rows */
+    int vec = o.log2_lanes >= 0 && moe_fp8_aligned16(x->data) &&
+              x->stride[0] * (int64_t)sizeof(T) % 16 == 0;
     /* token by token only where the tokens alone fill the GPU: with fewer (T = 1: one
      * token's 448 chunks) the row-by-row kernel's topk times as many threads finish
      * sooner (T = 1: 6 vs 8 us in the layer; even at T = 32) */
     const moe_cuda_state *cs = (const moe_cuda_state *)ctx->state;
     int64_t token_work = x->shape[0] * (o.cols / MOE_FP8_VEC);
-    if (pd && inv_perm && o.log2_lanes >= 0 &&
-        token_work >= (int64_t)cs->sm_count * MOE_FP8_THREADS) {
-        const int32_t *inv = (const int32_t *)inv_perm->data;
-        if (vec) {
-            gather_source<D, true> src = {xd, x->stride[0], x->shape[0], pd, topk};
-            return planned_launch(ctx, src, inv, o, stream);
-        }
-        gather_source<D, false> src = {xd, x->stride[0], x->shape[0], pd, topk};
-        return planned_launch(ctx, src, inv, o, stream);
-    }
-    if (o.log2_lanes >= 0 && vec) {
+    const int32_t *inv = pd && inv_perm && o.log2_lanes >= 0 &&
+                                 token_work >= (int64_t)cs->sm_count * MOE_FP8_THREADS
+                             ? (const int32_t *)inv_perm->data
+                             : NULL;
+    if (vec) {
         gather_source<D, true> src = {xd, x->stride[0], x->shape[0], pd, topk};
-        return moe_fp8_launch(ctx, src, o, stream, "moe_quant_fp8_group");
+        return quant_run(ctx, src, inv, o, stream);
     }
     gather_source<D, false> src = {xd, x->stride[0], x->shape[0], pd, topk};
-    return moe_fp8_launch(ctx, src, o, stream, "moe_quant_fp8_group");
+    return quant_run(ctx, src, inv, o, stream);
 }
 
 moe_status moe_cuda_quant_fp8_group(moe_context *ctx, const moe_tensor *x, const moe_tensor *perm,
