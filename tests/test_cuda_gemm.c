@@ -18,6 +18,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../src/api/internal.h"
 #include "../src/common/formats.h"
 #include "harness.h"
 
@@ -396,6 +397,102 @@ static void test_cuda_gemm_alignment(void) {
     CHECK(bytes == 0, "the CUDA grouped GEMM needs no workspace, reported %zu bytes", bytes);
 }
 
+/* ------------------------------------------------------------------ fused GEMM 1 */
+
+/* A scale tensor for R rows and I / 128 groups in the given layout. */
+static moe_tensor act_scales(int64_t rows, int64_t inter, moe_scale_layout layout) {
+    return layout == MOE_SCALES_ROW_MAJOR
+               ? test_tensor2(MOE_DTYPE_F32, rows, inter / BLOCK)
+               : test_tensor2(MOE_DTYPE_F32, inter / BLOCK, (rows + 3) / 4 * 4);
+}
+
+/* moe_grouped_gemm_silu_quant (the layer's GEMM 1 with its activation fused) against the
+ * two ops it replaces, moe_grouped_gemm then moe_silu_and_mul_quant_fp8, on the GPU on the
+ * same random inputs. Both round GEMM 1's outputs to bf16 and share the activation and
+ * quantisation code (silu_mul.cuh, fp8_group.cuh), and the GEMM's sums do not depend on
+ * which tile computes them, so codes and scales must be equal bit for bit in every row an
+ * expert owns; rows of no expert must keep their poison. want_fused: whether the shape
+ * takes the fused kernel (decode-sized calls do not: then nothing may be written). The
+ * unfused ops are each compared with the CPU reference in their own tests. */
+static void fused_case(const char *name, int64_t experts, int64_t inter, int64_t k,
+                       const int32_t *counts, int32_t head, int64_t tail,
+                       moe_scale_layout layout, int ue8m0, int want_fused) {
+    moe_context *gpu = test_gpu();
+    if (!gpu) return;
+    int32_t *offsets = test_alloc((size_t)(experts + 1) * sizeof(int32_t));
+    offsets[0] = head;
+    for (int64_t e = 0; e < experts; e++) offsets[e + 1] = offsets[e] + counts[e];
+    int64_t rows = offsets[experts] + tail;
+    gproblem p = make(1, 0, experts, 2 * inter, k, rows, offsets);
+    const moe_tensor *sa = layout == MOE_SCALES_ROW_MAJOR ? &p.dsa_row : &p.dsa_col;
+    moe_fp8_group_params params = {BLOCK, 1e-10f, ue8m0, layout};
+
+    moe_tensor c_host = test_tensor2(MOE_DTYPE_BF16, rows, 2 * inter);
+    moe_tensor q_host = test_tensor2(MOE_DTYPE_E4M3, rows, inter);
+    moe_tensor s_host = act_scales(rows, inter, layout);
+    moe_tensor c_ref = test_device_like(&c_host), c = test_device_like(&c_host);
+    moe_tensor q_ref = test_device_like(&q_host), q = test_device_like(&q_host);
+    moe_tensor s_ref = test_device_like(&s_host), s = test_device_like(&s_host);
+    CHECK_OK(moe_grouped_gemm(gpu, &p.da, sa, layout, &p.db, &p.dsb, &p.dbounds, &c_ref, NULL,
+                              0, NULL));
+    CHECK_OK(moe_silu_and_mul_quant_fp8(gpu, &c_ref, &params, &q_ref, &s_ref, NULL));
+    int fused = -1;
+    CHECK_OK(moe_grouped_gemm_silu_quant(gpu, &p.da, sa, layout, &p.db, &p.dsb, &p.dbounds, &c,
+                                         &params, &q, &s, NULL, 0, &fused, NULL));
+    CHECK(fused == want_fused, "%s: fused = %d, expected %d", name, fused, want_fused);
+
+    moe_tensor q_want = test_tensor2(MOE_DTYPE_E4M3, rows, inter);
+    moe_tensor s_want = act_scales(rows, inter, layout);
+    test_to_host(&q_ref, &q_want);
+    test_to_host(&s_ref, &s_want);
+    test_to_host(&q, &q_host);
+    test_to_host(&s, &s_host);
+    const uint8_t *qg = q_host.data, *qw = q_want.data;
+    const uint32_t *sg = s_host.data, *sw = s_want.data;
+    int64_t groups = inter / BLOCK, codes_off = 0, scales_off = 0, touched = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        int owned = want_fused && r >= head && r < offsets[experts];
+        for (int64_t c2 = 0; c2 < inter; c2++) {
+            uint8_t g = qg[r * inter + c2];
+            codes_off += owned ? g != qw[r * inter + c2] : g != 0xFFu;
+        }
+        for (int64_t j = 0; j < groups; j++) {
+            int64_t at = layout == MOE_SCALES_ROW_MAJOR ? r * groups + j
+                                                        : j * s_host.stride[0] + r;
+            scales_off += owned ? sg[at] != sw[at] : sg[at] != 0xFFFFFFFFu;
+            touched += owned;
+        }
+    }
+    CHECK(codes_off == 0, "%s: %lld codes differ from the unfused ops' (or were written "
+          "outside the experts' rows)", name, (long long)codes_off);
+    CHECK(scales_off == 0, "%s: %lld scales differ from the unfused ops' (or were written "
+          "outside the experts' rows)", name, (long long)scales_off);
+    CHECK(!want_fused || touched > 0, "%s: no row was compared", name);
+}
+
+/* Tiles of every kind: swapped (<= 32 rows), one warpgroup (<= 64), whole 128-row tiles and
+ * several per expert, empty experts, rows before the first and after the last expert. */
+static void test_cuda_gemm_silu_quant_fused(void) {
+    const int32_t edges[] = {0, 1, 31, 32, 33, 64, 65, 127, 128, 129, 300, 0, 7};
+    int32_t counts[64];
+    for (int e = 0; e < 64; e++)
+        counts[e] = e < (int)(sizeof edges / sizeof edges[0]) ? edges[e]
+                                                               : (int32_t)rng_int(0, 150);
+    fused_case("E=64 I=1024 K=256 col-major", 64, 1024, 256, counts, 3, 5, MOE_SCALES_COL_MAJOR,
+               0, 1);
+    draw_counts(counts, 64, 700, SKEWED);
+    fused_case("E=64 I=1024 K=128 skewed row-major ue8m0", 64, 1024, 128, counts, 0, 0,
+               MOE_SCALES_ROW_MAJOR, 1, 1);
+    if (!test_quick()) {
+        draw_counts(counts, 16, 200, UNIFORM);
+        fused_case("E=16 I=2048 K=2048", 16, 2048, 2048, counts, 0, 2, MOE_SCALES_COL_MAJOR, 0,
+                   1);
+    }
+    /* decode-sized (4 experts x 4 n tiles): split tiles, so no fused kernel */
+    int32_t few[4] = {1, 0, 2, 1};
+    fused_case("E=4 I=256 decode", 4, 256, 256, few, 0, 0, MOE_SCALES_COL_MAJOR, 0, 0);
+}
+
 void suite_cuda_gemm(void) {
     RUN(test_cuda_gemm_fp8_contiguous);
     RUN(test_cuda_gemm_fp8_deepseek);
@@ -404,4 +501,5 @@ void suite_cuda_gemm(void) {
     RUN(test_cuda_gemm_deterministic);
     RUN(test_cuda_gemm_bounds_written_just_before);
     RUN(test_cuda_gemm_alignment);
+    RUN(test_cuda_gemm_silu_quant_fused);
 }

@@ -1,6 +1,7 @@
 /* The layer on the CUDA backend: against the float64 composition at small shapes, against
  * the CPU backend's layer for every model preset at small T, and captured in a CUDA graph
  * that is replayed with new inputs and must equal eager runs bit for bit. */
+#define _POSIX_C_SOURCE 200809L /* setenv, unsetenv */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,63 @@ static void test_cuda_layer_one_token(void) {
 /* ~70 rows per expert: the GEMM's regular 128-row tiles rather than its small ones */
 static void test_cuda_layer_many_rows(void) {
     check_vs_float64(layer_small_grouped(MOE_WEIGHTS_FP8_BLOCKWISE), test_quick() ? 64 : 200);
+}
+
+/* A layer whose GEMM 1 takes the fused kernel (moe_grouped_gemm_silu_quant): 64 experts of
+ * 2I = 2048 rows are 1024 tiles, far from decode-sized. */
+static moe_layer_config layer_fused_grouped(void) {
+    moe_layer_config c = layer_small_grouped(MOE_WEIGHTS_FP8_BLOCKWISE);
+    c.num_experts = 64, c.topk = 4, c.num_groups = 8, c.topk_group = 4, c.intermediate = 1024;
+    return c;
+}
+
+/* The layer with the fusion switched on (MOE_LAYER_FUSE_GEMM1=1 when it is created) against
+ * the float64 composition (the shared expert's rows fill whole 128-row tiles, the routed
+ * experts' ~16 take swapped ones) ... */
+static void test_cuda_layer_fused_vs_float64(void) {
+    setenv("MOE_LAYER_FUSE_GEMM1", "1", 1);
+    check_vs_float64(layer_fused_grouped(), test_quick() ? 64 : 256);
+    unsetenv("MOE_LAYER_FUSE_GEMM1");
+}
+
+/* ... and bit for bit against the same layer without it: ~45 rows an expert at T = 600
+ * mixes swapped, one-warpgroup and whole tiles. */
+static void test_cuda_layer_fused_vs_unfused(void) {
+    moe_context *gpu = test_gpu();
+    if (!gpu) return;
+    layer_fixture f = {.cfg = layer_fused_grouped()};
+    layer_make_weights(&f);
+    moe_layer_weights dw = weights_to_device(&f.w);
+    moe_layer *fused = NULL, *unfused = NULL;
+    CHECK_OK(moe_layer_create(&unfused, gpu, &f.cfg, &dw));
+    setenv("MOE_LAYER_FUSE_GEMM1", "1", 1);
+    CHECK_OK(moe_layer_create(&fused, gpu, &f.cfg, &dw));
+    unsetenv("MOE_LAYER_FUSE_GEMM1");
+    if (!fused || !unfused) return;
+    int64_t tokens = test_quick() ? 128 : 600;
+    size_t ws_bytes = 0;
+    CHECK_OK(moe_layer_workspace_size(fused, tokens, &ws_bytes));
+    void *ws = test_device_alloc(ws_bytes);
+    moe_tensor x, ids, wts;
+    layer_random_inputs(&f, tokens, &x, &ids, &wts);
+    moe_tensor dx = test_to_device(&x), d_ids = test_to_device(&ids), d_wts = test_to_device(&wts);
+    moe_tensor out[2];
+    moe_layer *layers[2] = {fused, unfused};
+    for (int i = 0; i < 2; i++) {
+        out[i] = test_tensor2(MOE_DTYPE_BF16, tokens, f.cfg.hidden);
+        moe_tensor d_out = test_device_like(&out[i]);
+        CHECK_OK(moe_layer_forward(layers[i], &dx, NULL, &d_ids, &d_wts, &d_out, ws, ws_bytes,
+                                   NULL));
+        test_to_host(&d_out, &out[i]);
+    }
+    size_t bytes = (size_t)(tokens * f.cfg.hidden) * 2;
+    CHECK(memcmp(out[0].data, out[1].data, bytes) == 0,
+          "T=%lld: the fused layer's output differs from the unfused one's", (long long)tokens);
+    double *ref = test_alloc(sizeof(double) * (size_t)(tokens * f.cfg.hidden));
+    for (int64_t i = 0; i < tokens * f.cfg.hidden; i++) ref[i] = 0.0;
+    CHECK(layer_rel_err(&out[0], ref) > 0.0, "the output is all zeros"); /* or NaN: poison */
+    moe_layer_destroy(fused);
+    moe_layer_destroy(unfused);
 }
 
 static void test_cuda_layer_zero_tokens(void) {
@@ -380,6 +438,8 @@ void suite_cuda_layer(void) {
     RUN(test_cuda_layer_bf16_softmax);
     RUN(test_cuda_layer_one_token);
     RUN(test_cuda_layer_many_rows);
+    RUN(test_cuda_layer_fused_vs_float64);
+    RUN(test_cuda_layer_fused_vs_unfused);
     RUN(test_cuda_layer_zero_tokens);
     RUN(test_cuda_layer_presets);
     RUN(test_cuda_layer_graph_fp8);

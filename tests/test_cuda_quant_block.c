@@ -9,8 +9,8 @@
  * 7168, all three float dtypes, both MX rules, strided and misaligned tensors (the
  * kernels' scalar paths), NaN / Inf / saturation / zero / subnormal values, exact
  * rounding ties, global scales that vary per expert and reach the ends of f32, and
- * dequantisation of arbitrary bytes (NaN codes and NaN scales). Timings are printed for
- * the first GPU runs. */
+ * dequantisation of arbitrary bytes (NaN codes and NaN scales). Timings are moe-bench-ops'
+ * (bench/ops_bench.c), not these tests'. */
 #include <math.h>
 #include <string.h>
 
@@ -18,9 +18,6 @@
 #include "harness.h"
 #include "quant_ref.h"
 
-#ifdef MOE_HAVE_CUDA
-#include <cuda_runtime_api.h>
-#endif
 
 void suite_cuda_quant_block(void);
 
@@ -531,104 +528,6 @@ static void test_cuda_block_dequant_bytes(void) {
         }
 }
 
-/* ---------------------------------------------------------------- timing (information) */
-
-#ifdef MOE_HAVE_CUDA
-static double time_ms(moe_status (*op)(void *), void *arg, int iters) {
-    cudaEvent_t a, b;
-    cudaEventCreate(&a);
-    cudaEventCreate(&b);
-    moe_status s = MOE_OK;
-    for (int it = -2; it < iters && s == MOE_OK; it++) {
-        if (it == 0) cudaEventRecord(a, NULL);
-        s = op(arg);
-    }
-    cudaEventRecord(b, NULL);
-    cudaEventSynchronize(b);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, a, b);
-    cudaEventDestroy(a);
-    cudaEventDestroy(b);
-    CHECK(s == MOE_OK, "timed op: %s", moe_last_error());
-    return (double)ms / iters;
-}
-
-typedef struct {
-    moe_context *gpu;
-    qb_fmt fmt;
-    moe_tensor x, off, gs, q, s, out;
-    void *copy_dst;
-    size_t copy_bytes;
-} timed;
-
-static moe_status timed_quant(void *p) {
-    timed *t = p;
-    if (t->fmt == QB_MX)
-        return moe_quant_mxfp8(t->gpu, &t->x, &t->off, MOE_MX_RULE_CEIL, &t->q, &t->s, NULL);
-    return moe_quant_nvfp4(t->gpu, &t->x, &t->off, &t->gs, &t->q, &t->s, NULL);
-}
-
-static moe_status timed_dequant(void *p) {
-    timed *t = p;
-    if (t->fmt == QB_MX) return moe_dequant_mxfp8(t->gpu, &t->q, &t->s, &t->off, &t->out, NULL);
-    return moe_dequant_nvfp4(t->gpu, &t->q, &t->s, &t->off, &t->gs, &t->out, NULL);
-}
-
-static moe_status timed_copy(void *p) {
-    timed *t = p;
-    return cudaMemcpyAsync(t->copy_dst, t->x.data, t->copy_bytes, cudaMemcpyDeviceToDevice,
-                           NULL) == cudaSuccess
-               ? MOE_OK
-               : MOE_ERR_BACKEND;
-}
-
-/* bf16 x [m, 7168] over E experts: quantise and dequantise times next to a device copy
- * of x (the bandwidth a streaming kernel can reach; goal >= 85% of it at large m, a few
- * microseconds at small m). x is a finite constant (0x3c3c) set on the device. */
-static void time_block(moe_context *gpu, qb_fmt fmt, int experts, int64_t m) {
-    const int64_t k = 7168, blk = fmt_block(fmt), cols = moe_swizzle_cols(k / blk);
-    timed t = {.gpu = gpu, .fmt = fmt};
-    moe_tensor hx = moe_tensor_2d(NULL, MOE_DTYPE_BF16, m, k);
-    t.x = test_device_like(&hx);
-    cudaMemset(t.x.data, 0x3c, (size_t)(m * k * 2));
-    moe_tensor off = uneven_offsets(experts, m, 0, 0), gs = varied_gs(experts, 0, 0);
-    t.off = test_to_device(&off);
-    t.gs = test_to_device(&gs);
-    moe_dtype qd = fmt == QB_MX ? MOE_DTYPE_E4M3 : MOE_DTYPE_E2M1X2;
-    moe_tensor hq = moe_tensor_2d(NULL, qd, m, fmt == QB_MX ? k : k / 2);
-    t.q = test_device_like(&hq);
-    moe_tensor hs = moe_tensor_2d(NULL, fmt == QB_MX ? MOE_DTYPE_E8M0 : MOE_DTYPE_E4M3,
-                                  moe_swizzled_scale_rows(m, experts), cols);
-    t.s = test_device_like(&hs);
-    t.out = test_device_like(&hx);
-    int iters = m > 1024 ? 10 : 100;
-    double qms = time_ms(timed_quant, &t, iters), dms = time_ms(timed_dequant, &t, iters);
-    double xb = (double)m * k * 2, qb = (double)m * k / (fmt == QB_MX ? 1 : 2),
-           sb = (double)m * cols;
-    t.copy_bytes = (size_t)xb; /* x into a buffer of its size: reads and writes xb */
-    t.copy_dst = test_device_alloc(t.copy_bytes);
-    double cms = time_ms(timed_copy, &t, 5), cbw = 2.0 * (double)t.copy_bytes / (cms * 1e-3);
-    double qbw = (xb + qb + sb) / (qms * 1e-3), dbw = (xb + qb + sb) / (dms * 1e-3);
-    printf("  info: %s E=%d M=%lld K=7168 bf16: quant %.1f us %.0f GB/s (%.0f%%), dequant %.1f "
-           "us %.0f GB/s (%.0f%%); d2d copy %.0f GB/s\n",
-           fmt_name(fmt), experts, (long long)m, qms * 1e3, qbw * 1e-9, 100 * qbw / cbw,
-           dms * 1e3, dbw * 1e-9, 100 * dbw / cbw, cbw * 1e-9);
-}
-#endif
-
-static void test_cuda_block_timing(void) {
-    moe_context *gpu = test_gpu();
-    if (!gpu) return;
-#ifdef MOE_HAVE_CUDA
-    for (int f = 0; f < 2; f++) {
-        time_block(gpu, (qb_fmt)f, 256, 1);
-        time_block(gpu, (qb_fmt)f, 256, 64);
-        time_block(gpu, (qb_fmt)f, 8, 4096);
-        time_block(gpu, (qb_fmt)f, 256, 16384 * 8);
-    }
-#endif
-}
-
 void suite_cuda_quant_block(void) {
     RUN(test_cuda_block_matrix);
     RUN(test_cuda_block_rules);
@@ -639,5 +538,4 @@ void suite_cuda_quant_block(void) {
     RUN(test_cuda_nvfp4_far_scales);
     RUN(test_cuda_block_ties);
     RUN(test_cuda_block_dequant_bytes);
-    RUN(test_cuda_block_timing);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../src/api/internal.h"
 #include "../src/common/formats.h"
 #include "harness.h"
 
@@ -734,7 +735,69 @@ static void test_workspace(void) {
                               test_alloc(64), 64, NULL));
 }
 
+/* moe_grouped_gemm_silu_quant (internal: the layer's GEMM 1 with its activation fused):
+ * the GEMM's checks and those of the activation's outputs. The CPU backend has no fused
+ * path: it reports fused = 0 and writes nothing, and the layer runs the two ops. */
+static moe_status go_fused(const call *c, const moe_fp8_group_params *p, moe_tensor *q,
+                           moe_tensor *s, int *fused) {
+    return moe_grouped_gemm_silu_quant(c->ctx, c->pa, c->psa, c->layout, c->pb, c->psb,
+                                       c->poff, c->pd, p, q, s, NULL, 0, fused, NULL);
+}
+
+static void fused_reset(call *c, moe_tensor *q, moe_tensor *s) {
+    reset(c, 0); /* then N = 2I = 256 */
+    c->b = test_tensor3(MOE_DTYPE_E4M3, 2, 256, 256);
+    memset(c->b.data, 0, (size_t)numel(&c->b));
+    c->sb = test_tensor3(MOE_DTYPE_F32, 2, 2, 2);
+    c->d = test_tensor2(MOE_DTYPE_BF16, 6, 256);
+    *q = test_tensor2(MOE_DTYPE_E4M3, 6, 128);
+    *s = test_tensor2(MOE_DTYPE_F32, 6, 1);
+}
+
+static void test_fused_gemm1_entry(void) {
+    const moe_status BAD = MOE_ERR_INVALID_ARGUMENT;
+    moe_fp8_group_params p = {BLOCK, 1e-10f, 0, MOE_SCALES_ROW_MAJOR};
+    call c;
+    moe_tensor q, s;
+    int fused = -1;
+    fused_reset(&c, &q, &s);
+    CHECK_OK(go_fused(&c, &p, &q, &s, &fused));
+    CHECK(fused == 0, "the CPU backend reported fused = %d", fused);
+    int64_t written = 0;
+    for (int64_t i = 0; i < numel(&q); i++) written += ((uint8_t *)q.data)[i] != 0xFFu;
+    CHECK(written == 0, "%lld codes written where nothing was fused", (long long)written);
+    CHECK_ERR(go_fused(&c, &p, &q, &s, NULL), BAD, "fused");
+    fused_reset(&c, &q, &s);
+    c.pd = NULL;
+    CHECK_ERR(go_fused(&c, &p, &q, &s, &fused), BAD, "d is NULL");
+    fused_reset(&c, &q, &s);
+    c.d.dtype = MOE_DTYPE_F16;
+    c.d.data = test_alloc((size_t)numel(&c.d) * 2);
+    CHECK_ERR(go_fused(&c, &p, &q, &s, &fused), BAD, "c bf16");
+    fused_reset(&c, &q, &s);
+    make_bf16(&c);
+    CHECK_ERR(go_fused(&c, &p, &q, &s, &fused), BAD, "a must be e4m3");
+    fused_reset(&c, &q, &s);
+    q = test_tensor2(MOE_DTYPE_E4M3, 6, 64);
+    CHECK_ERR(go_fused(&c, &p, &q, &s, &fused), BAD, "q.shape[1] (64) must equal I");
+    fused_reset(&c, &q, &s);
+    q = test_tensor2(MOE_DTYPE_BF16, 6, 128);
+    CHECK_ERR(go_fused(&c, &p, &q, &s, &fused), BAD, "q has dtype bf16");
+    fused_reset(&c, &q, &s);
+    s = test_tensor2(MOE_DTYPE_F32, 6, 2);
+    CHECK_ERR(go_fused(&c, &p, &q, &s, &fused), BAD, "scales.shape[1] (2)");
+    fused_reset(&c, &q, &s);
+    c.offsets = test_tensor1(MOE_DTYPE_I32, 2);
+    CHECK_ERR(go_fused(&c, &p, &q, &s, &fused), BAD, "offsets.shape[0] (2)");
+    fused_reset(&c, &q, &s);
+    moe_fp8_group_params g64 = {64, 1e-10f, 0, MOE_SCALES_ROW_MAJOR};
+    s = test_tensor2(MOE_DTYPE_F32, 6, 2);
+    CHECK_OK(go_fused(&c, &g64, &q, &s, &fused)); /* a group the fused kernel lacks */
+    CHECK(fused == 0, "group 64: fused = %d", fused);
+}
+
 void suite_gemm(void) {
+    RUN(test_fused_gemm1_entry);
     RUN(test_fp8_contiguous);
     RUN(test_fp8_deepseek_k);
     RUN(test_fp8_masked);

@@ -166,3 +166,36 @@ moe_status moe_grouped_gemm_masked(moe_context *ctx, const moe_tensor *a,
     return MOE_DISPATCH(ctx, grouped_gemm_masked, ctx, a, a_scales, a_layout, b, b_scales,
                         counts, d, workspace, workspace_bytes, stream);
 }
+
+moe_status moe_grouped_gemm_silu_quant(moe_context *ctx, const moe_tensor *a,
+                                       const moe_tensor *a_scales, moe_scale_layout a_layout,
+                                       const moe_tensor *b, const moe_tensor *b_scales,
+                                       const moe_tensor *offsets, moe_tensor *c,
+                                       const moe_fp8_group_params *params, moe_tensor *q,
+                                       moe_tensor *q_scales, void *workspace,
+                                       size_t workspace_bytes, int *fused, void *stream) {
+    moe_clear_error();
+    MOE_TRY(moe_check_ptr(fused, "fused"));
+    *fused = 0;
+    MOE_TRY(moe_check_ctx(ctx));
+    gemm_dims dims = {.masked = 0};
+    MOE_TRY(check_operands(a, b, c, &dims));
+    if (a->dtype != MOE_DTYPE_E4M3 || c->dtype != MOE_DTYPE_BF16)
+        return moe_fail(MOE_ERR_INVALID_ARGUMENT,
+                        "moe_grouped_gemm_silu_quant: a must be e4m3 and c bf16 (a is %s, c %s)",
+                        moe_dtype_name(a->dtype), moe_dtype_name(c->dtype));
+    MOE_TRY(check_expert_vector(offsets, "offsets", dims.experts + 1, "E + 1"));
+    MOE_TRY(check_scales(a, a_scales, a_layout, b_scales, &dims));
+    MOE_TRY(check_gemm_workspace(ctx, &dims, workspace, workspace_bytes));
+    MOE_TRY(moe_check_tensor(q, "q", MOE_DT(MOE_DTYPE_E4M3), 2));
+    MOE_TRY(moe_check_dim(q, "q", 0, dims.rows, "R (a.shape[0])"));
+    MOE_TRY(moe_check_dim(q, "q", 1, dims.n / 2, "I (b.shape[1] / 2)"));
+    MOE_TRY(moe_check_fp8_group(params, dims.rows, dims.n / 2, q_scales));
+    /* one quantisation group per 128-column GEMM tile, or no fused path */
+    if (params->group != GEMM_FP8_BLOCK || (dims.n / 2) % GEMM_FP8_BLOCK != 0 ||
+        !ctx->ops->grouped_gemm_silu_quant)
+        return MOE_OK;
+    return ctx->ops->grouped_gemm_silu_quant(ctx, a, a_scales, a_layout, b, b_scales, offsets, c,
+                                             params, q, q_scales, workspace, workspace_bytes,
+                                             fused, stream);
+}

@@ -54,6 +54,12 @@ typedef struct moe_backend_ops {
                                       moe_scale_layout, const moe_tensor *,
                                       const moe_tensor *, const moe_tensor *, moe_tensor *,
                                       void *, size_t, void *);
+    /* moe_grouped_gemm_silu_quant's arguments; NULL: the backend never fuses them */
+    moe_status (*grouped_gemm_silu_quant)(moe_context *, const moe_tensor *, const moe_tensor *,
+                                          moe_scale_layout, const moe_tensor *,
+                                          const moe_tensor *, const moe_tensor *, moe_tensor *,
+                                          const moe_fp8_group_params *, moe_tensor *,
+                                          moe_tensor *, void *, size_t, int *, void *);
     moe_status (*silu_and_mul)(moe_context *, const moe_tensor *, moe_tensor *, void *);
     moe_status (*silu_and_mul_quant_fp8)(moe_context *, const moe_tensor *,
                                          const moe_fp8_group_params *, moe_tensor *,
@@ -106,6 +112,19 @@ MOE_INTERNAL moe_status moe_quant_fp8_group_planned(moe_context *ctx, const moe_
                                                     const moe_fp8_group_params *params,
                                                     moe_tensor *q, moe_tensor *scales,
                                                     void *stream);
+
+/* GEMM 1 of the FP8 layer and its activation in one kernel, where the backend has one for
+ * the shape: the results are those of moe_grouped_gemm(a, a_scales, a_layout, b, b_scales,
+ * offsets, c) followed by moe_silu_and_mul_quant_fp8(c, params, q, q_scales), bit for bit,
+ * except that c [R, 2I] bf16 is scratch (its up half is not written). *fused = 1 when done;
+ * *fused = 0 (and nothing ran) where the backend has no fused path for the call (the CPU,
+ * and the CUDA backend's decode-sized calls): the caller then runs the two ops. FP8 only,
+ * with group 128 (one quantisation group per GEMM tile). The layer's path (layer.c). */
+MOE_INTERNAL moe_status moe_grouped_gemm_silu_quant(
+    moe_context *ctx, const moe_tensor *a, const moe_tensor *a_scales, moe_scale_layout a_layout,
+    const moe_tensor *b, const moe_tensor *b_scales, const moe_tensor *offsets, moe_tensor *c,
+    const moe_fp8_group_params *params, moe_tensor *q, moe_tensor *q_scales, void *workspace,
+    size_t workspace_bytes, int *fused, void *stream);
 
 /* ---------------------------------------------------------------- checks
  * Each check returns MOE_OK or records a sentence naming the argument and returns

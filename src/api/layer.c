@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -19,6 +20,7 @@ struct moe_layer {
     int32_t experts;  /* E' = E + S: experts the permutation sees */
     moe_step_hook hook;
     void *hook_user;
+    int fuse_gemm1;   /* run GEMM 1 with its activation fused where the backend can */
 };
 
 /* ---------------------------------------------------------------- config checks */
@@ -119,6 +121,11 @@ moe_status moe_layer_create(moe_layer **layer, moe_context *ctx, const moe_layer
     l->w = *weights;
     l->kp = config->topk + (config->num_shared > 0);
     l->experts = config->num_experts + config->num_shared;
+    /* MOE_LAYER_FUSE_GEMM1=1 runs the activation in GEMM 1's epilogue where the backend
+     * can. Off by default: on the H100 the fused GEMM 1 grew by more than the activation
+     * kernel it replaces at every T (bench/NOTES.md, "GEMM 1's fused epilogue") */
+    const char *fuse = getenv("MOE_LAYER_FUSE_GEMM1");
+    l->fuse_gemm1 = fuse && *fuse && strcmp(fuse, "0") != 0;
     *layer = l;
     return MOE_OK;
 }
@@ -251,6 +258,21 @@ static void hook(const moe_layer *l, moe_layer_step step, int end) {
     if (l->hook) l->hook(l->hook_user, step, end);
 }
 
+/* GEMM 1 of the FP8 layer, with the activation fused into it where the backend can
+ * (*fused = 1: the activate step then has nothing left to do). */
+static moe_status fp8_gemm1(moe_layer *l, layer_buffers *b, const moe_fp8_group_params *q,
+                            int *fused, void *stream) {
+    *fused = 0;
+    if (l->fuse_gemm1)
+        MOE_TRY(moe_grouped_gemm_silu_quant(l->ctx, &b->a1, &b->a1_scales, q->layout, &l->w.w1,
+                                            &l->w.w1_scales, &b->offsets, &b->c1, q, &b->a2,
+                                            &b->a2_scales, b->gemm_ws, b->gemm_ws_bytes, fused,
+                                            stream));
+    if (*fused) return MOE_OK;
+    return moe_grouped_gemm(l->ctx, &b->a1, &b->a1_scales, q->layout, &l->w.w1, &l->w.w1_scales,
+                            &b->offsets, &b->c1, b->gemm_ws, b->gemm_ws_bytes, stream);
+}
+
 /* Runs one step between the hook's begin and end calls. */
 #define LAYER_STEP(l, step, call)         \
     do {                                  \
@@ -302,12 +324,12 @@ moe_status moe_layer_forward(moe_layer *layer, const moe_tensor *x,
         LAYER_STEP(l, MOE_STEP_QUANTIZE,
                    moe_quant_fp8_group_planned(l->ctx, x, &b.perm, &b.inv_perm, l->kp, &q,
                                                &b.a1, &b.a1_scales, stream));
-        LAYER_STEP(l, MOE_STEP_GEMM1,
-                   moe_grouped_gemm(l->ctx, &b.a1, &b.a1_scales, q.layout, &l->w.w1,
-                                    &l->w.w1_scales, &b.offsets, &b.c1, b.gemm_ws,
-                                    b.gemm_ws_bytes, stream));
+        int fused;
+        LAYER_STEP(l, MOE_STEP_GEMM1, fp8_gemm1(l, &b, &q, &fused, stream));
         LAYER_STEP(l, MOE_STEP_ACTIVATE,
-                   moe_silu_and_mul_quant_fp8(l->ctx, &b.c1, &q, &b.a2, &b.a2_scales, stream));
+                   fused ? MOE_OK
+                         : moe_silu_and_mul_quant_fp8(l->ctx, &b.c1, &q, &b.a2, &b.a2_scales,
+                                                      stream));
         LAYER_STEP(l, MOE_STEP_GEMM2,
                    moe_grouped_gemm(l->ctx, &b.a2, &b.a2_scales, q.layout, &l->w.w2,
                                     &l->w.w2_scales, &b.offsets, &b.c2, b.gemm_ws,

@@ -1,27 +1,18 @@
 /* silu_and_mul and its fusion with per-token-group FP8 quantisation (SPEC 5).
  *
- * Every value is the CPU's silu_mul, step for step: a / (1 + e^-a) * b in f32 with
- * each operation rounded once (the _rn intrinsics keep the compiler from fusing the add
- * or the product into an FMA the CPU does not do). The one difference is expf itself:
- * CUDA's is within 2 ulp, the C library's (glibc) within 1, so a result may differ from
- * the CPU's by a few f32 ulp, and a rounded output by one ulp of its format; FP8 codes
- * then differ only where a quotient lies within a few ulp of an e4m3 rounding boundary.
- * The fused op quantises the f32 results through fp8_group.cuh, the code path of
- * moe_quant_fp8_group, so both round alike. */
+ * Every value is moe_silu_mul (silu_mul.cuh: the CPU's silu_mul step for step, but for
+ * expf's last ulp). The fused op quantises the f32 results through fp8_group.cuh, the code
+ * path of moe_quant_fp8_group, so both round alike. */
 #include "fp8_group.cuh"
+#include "silu_mul.cuh"
 
 #define SILU_THREADS 256
 /* Values per thread of silu_and_mul's vector path: 8 halves are one 16-byte load. */
 #define SILU_VEC 8
 
-__device__ __forceinline__ float silu_mul(float a, float b) {
-    /* e^-a overflows to Inf for a < -88.7: a / Inf is a signed zero, as on the CPU */
-    return __fmul_rn(__fdiv_rn(a, __fadd_rn(1.0f, expf(-a))), b);
-}
-
 /* ------------------------------------------------------------------ silu_and_mul */
 
-/* out[r, c] = silu_mul(in[r, c], in[r, I + c]), grid-stride over PER values at a time:
+/* out[r, c] = moe_silu_mul(in[r, c], in[r, I + c]), grid-stride over PER values at a time:
  * SILU_VEC (16-byte loads and stores: I % 8 == 0, rows and halves 16-byte aligned) or 1. */
 template <moe_dtype DI, moe_dtype DO, int PER>
 __global__ void __launch_bounds__(SILU_THREADS)
@@ -43,10 +34,11 @@ __global__ void __launch_bounds__(SILU_THREADS)
             moe_fp8_load_vec<DI, SILU_VEC>(gate, a);
             moe_fp8_load_vec<DI, SILU_VEC>(up, b);
 #pragma unroll
-            for (int i = 0; i < SILU_VEC; i++) y[i] = silu_mul(a[i], b[i]);
+            for (int i = 0; i < SILU_VEC; i++) y[i] = moe_silu_mul(a[i], b[i]);
             moe_fp8_store_vec<DO, SILU_VEC>(dst, y);
         } else {
-            *dst = moe_elem<DO>::store(silu_mul(moe_fp8_load1<DI>(gate), moe_fp8_load1<DI>(up)));
+            *dst = moe_elem<DO>::store(
+                moe_silu_mul(moe_fp8_load1<DI>(gate), moe_fp8_load1<DI>(up)));
         }
         c += step_c, r += step_r;
         if (c >= chunks) c -= chunks, r++;
@@ -97,7 +89,7 @@ moe_status moe_cuda_silu_and_mul(moe_context *ctx, const moe_tensor *in, moe_ten
 /* ------------------------------------------------------------------ fused FP8 */
 
 /* The rows of silu_mul results as fp8_group.cuh's loops read them: row r's value c is
- * silu_mul(in[r, c], in[r, I + c]). VEC: 16-byte loads (in, its row stride and I
+ * moe_silu_mul(in[r, c], in[r, I + c]). VEC: 16-byte loads (in, its row stride and I
  * elements 16-byte aligned). */
 template <moe_dtype D, bool VEC>
 struct silu_source {
@@ -125,11 +117,11 @@ struct silu_source {
             moe_fp8_load_scalar<D, MOE_FP8_VEC>(h + half + c * MOE_FP8_VEC, b);
         }
 #pragma unroll
-        for (int i = 0; i < MOE_FP8_VEC; i++) v[i] = silu_mul(a[i], b[i]);
+        for (int i = 0; i < MOE_FP8_VEC; i++) v[i] = moe_silu_mul(a[i], b[i]);
     }
 
     __device__ __forceinline__ float value(Row h, int64_t col) const {
-        return silu_mul(moe_fp8_load1<D>(h + col), moe_fp8_load1<D>(h + half + col));
+        return moe_silu_mul(moe_fp8_load1<D>(h + col), moe_fp8_load1<D>(h + half + col));
     }
 };
 

@@ -23,4 +23,5 @@ const moe_backend_ops moe_cuda_ops = {
     .grouped_gemm_workspace_size = moe_cuda_grouped_gemm_workspace_size,
     .grouped_gemm = moe_cuda_grouped_gemm,
     .grouped_gemm_masked = moe_cuda_grouped_gemm_masked,
+    .grouped_gemm_silu_quant = moe_cuda_grouped_gemm_silu_quant,
 };

@@ -72,12 +72,22 @@ __device__ __forceinline__ float moe_fp8_quot_as(float v, const moe_fp8_divisor 
     return __fdiv_rn(v, d.scale);
 }
 
-/* The code of v / scale for one value (the warp-group loop). */
+/* The codes of a / scale and b / scale, a's in the low byte (loops that hold a few values
+ * of a group: the warp-group loop, GEMM 1's fused epilogue). */
+__device__ __forceinline__ uint32_t moe_fp8_code2(float a, float b, const moe_fp8_divisor &d) {
+    if (d.how == MOE_FP8_POW2)
+        return moe_e4m3x2(moe_fp8_quot_as<MOE_FP8_POW2>(a, d),
+                          moe_fp8_quot_as<MOE_FP8_POW2>(b, d));
+    if (d.how == MOE_FP8_RECIP)
+        return moe_e4m3x2(moe_fp8_quot_as<MOE_FP8_RECIP>(a, d),
+                          moe_fp8_quot_as<MOE_FP8_RECIP>(b, d));
+    return moe_e4m3x2(moe_fp8_quot_as<MOE_FP8_TRUEDIV>(a, d),
+                      moe_fp8_quot_as<MOE_FP8_TRUEDIV>(b, d));
+}
+
+/* The code of v / scale for one value. */
 __device__ __forceinline__ uint32_t moe_fp8_code(float v, const moe_fp8_divisor &d) {
-    float q = d.how == MOE_FP8_POW2    ? moe_fp8_quot_as<MOE_FP8_POW2>(v, d)
-              : d.how == MOE_FP8_RECIP ? moe_fp8_quot_as<MOE_FP8_RECIP>(v, d)
-                                       : moe_fp8_quot_as<MOE_FP8_TRUEDIV>(v, d);
-    return moe_e4m3x2(q, 0.0f) & 0xffu;
+    return moe_fp8_code2(v, 0.0f, d) & 0xffu;
 }
 
 /* A thread's 16 codes, packed little-endian, with the divisor's way fixed. */

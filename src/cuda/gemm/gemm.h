@@ -20,6 +20,10 @@ MOE_INTERNAL moe_status moe_cuda_grouped_gemm_masked(moe_context *, const moe_te
                                                      const moe_tensor *, const moe_tensor *,
                                                      const moe_tensor *, moe_tensor *, void *,
                                                      size_t, void *);
+MOE_INTERNAL moe_status moe_cuda_grouped_gemm_silu_quant(
+    moe_context *, const moe_tensor *, const moe_tensor *, moe_scale_layout, const moe_tensor *,
+    const moe_tensor *, const moe_tensor *, moe_tensor *, const moe_fp8_group_params *,
+    moe_tensor *, moe_tensor *, void *, size_t, int *, void *);
 
 #ifdef __cplusplus
 }

@@ -63,6 +63,16 @@
  * stride may exceed N. No workspace, no allocation, no host synchronisation: the launch
  * can be captured in a CUDA graph.
  *
+ * GEMM 1 with its activation (moe_grouped_gemm_silu_quant, FUSED kernels; the layer's
+ * opt-in MOE_LAYER_FUSE_GEMM1). A tile covers 128 of the I outputs and runs two
+ * sub-tiles through the same ring, W1's gate rows n0.. then its up rows I + n0.., so W1
+ * keeps its natural layout (no weight preparation); the epilogue rounds both to bf16 as
+ * the unfused GEMM's output would be, applies silu(gate) * up and quantises the row's 128
+ * values, one FP8 group, exactly as moe_silu_and_mul_quant_fp8 does, so the codes are the
+ * unfused layer's bit for bit. Decode-sized calls (split tiles) are not fused. Measured
+ * on the H100 it loses at every T: the epilogue's SIMT arithmetic runs on both consumer
+ * warpgroups while the tensor cores wait (bench/NOTES.md).
+ *
  * Dependent launch (common.cuh, decode sizes). The kernel may start while the kernel
  * before it runs: it builds the table from the bounds as they are then, waits for the
  * predecessor, and rebuilds the table if the bounds changed. In the layer the bounds come
@@ -76,6 +86,8 @@
 #include <string.h>
 
 #include "../common.cuh"
+#include "../fp8_group.cuh"
+#include "../silu_mul.cuh"
 #include "gemm.h"
 #include "ptx.cuh"
 
@@ -122,6 +134,17 @@ typedef struct gemm_params {
     int64_t sb_e, sb_n, sb_k;
     void *d;               /* (expert, row) at d_e, d_r elements */
     int64_t d_e, d_r;
+    /* GEMM 1 with the activation fused (FUSED kernels): a tile is a gate sub-tile (weight
+     * rows n0..) then an up one (weight rows up + n0..), n and n_tiles count the I
+     * outputs, d holds the gate half as bf16, and the codes and scales of
+     * silu(gate) * up go to q and qs */
+    int32_t up;            /* I: the first up row of B */
+    uint8_t *q;            /* codes [R, I] at row stride q_r */
+    int64_t q_r;
+    float *qs;             /* the scale of (row r, group j) at qs[r * qs_r + j * qs_g] */
+    int64_t qs_r, qs_g;
+    float eps;
+    int32_t ue8m0;
 } gemm_params;
 
 /* Where a tile lies. */
@@ -285,7 +308,12 @@ static __device__ __forceinline__ int32_t k_per_stage(const gemm_tile &g) {
     return g.split ? 2 : 1;
 }
 
-template <bool FP8>
+/* Sub-tiles a tile runs through in turn: a fused tile's gate, then its up rows. */
+template <bool FUSED> static __device__ __forceinline__ constexpr int passes() {
+    return FUSED ? 2 : 1;
+}
+
+template <bool FP8, bool FUSED>
 static __device__ void produce(const gemm_params &p, const gemm_smem &s, const gemm_maps &m) {
     const int32_t k_step = FP8 ? GEMM_ROW_BYTES : GEMM_ROW_BYTES / 2;
     int32_t total = s.prefix[p.experts];
@@ -314,13 +342,16 @@ static __device__ void produce(const gemm_params &p, const gemm_smem &s, const g
         }
         const CUtensorMap *ma = g.swapped ? &m.a_small : &m.a;
         uint32_t bytes = GEMM_TILE_BYTES + (g.swapped ? GEMM_SPLIT_A_HALF : GEMM_TILE_BYTES);
-        for (int32_t kb = 0; kb < p.k_blocks; kb++) {
-            uint32_t full = s.full + 8u * stage, empty = s.empty + 8u * stage;
-            mbar_wait(empty, phase ^ 1u);
-            mbar_arrive_expect_tx(full, bytes);
-            tma_load_3d(stage_a(s, stage), ma, full, kb * k_step, g.row, a_e);
-            tma_load_3d(stage_b(s, stage), &m.b, full, kb * k_step, g.n0, g.e);
-            next_stage(stage, phase, p.stages);
+        for (int pass = 0; pass < passes<FUSED>(); pass++) {
+            int32_t n0 = g.n0 + pass * p.up;
+            for (int32_t kb = 0; kb < p.k_blocks; kb++) {
+                uint32_t full = s.full + 8u * stage, empty = s.empty + 8u * stage;
+                mbar_wait(empty, phase ^ 1u);
+                mbar_arrive_expect_tx(full, bytes);
+                tma_load_3d(stage_a(s, stage), ma, full, kb * k_step, g.row, a_e);
+                tma_load_3d(stage_b(s, stage), &m.b, full, kb * k_step, n0, g.e);
+                next_stage(stage, phase, p.stages);
+            }
         }
     }
 }
@@ -335,6 +366,7 @@ static __device__ void produce(const gemm_params &p, const gemm_smem &s, const g
  * cp.async.mbarrier.arrive. Running a stage behind costs little: the warp is up to
  * `stages` stages ahead of the consumers. (Arriving early when the ring is full, instead
  * of after the consumers free the next stage, measured no different: bench/NOTES.md.) */
+template <bool FUSED>
 static __device__ void produce_scales(const gemm_params &p, const gemm_smem &s) {
     int lane = threadIdx.x & 31;
     int32_t total = s.prefix[p.experts];
@@ -344,41 +376,44 @@ static __device__ void produce_scales(const gemm_params &p, const gemm_smem &s) 
         gemm_tile g = find_tile(p, s, t);
         int64_t a_e = p.masked ? g.e : 0;
         const float *sa = p.sa + a_e * p.sa_e + (int64_t)g.row * p.sa_r;
-        const float *sb = p.sb + g.e * p.sb_e + (int64_t)(g.n0 / GEMM_SCALE_BLOCK) * p.sb_n;
         int32_t step = k_per_stage(g);
-        for (int32_t kb = 0; kb < p.k_blocks; kb += step) {
-            uint32_t dst = s.scales + (uint32_t)stage * GEMM_SCALE_BYTES;
-            mbar_wait(s.empty + 8u * stage, phase ^ 1u);
-            if (g.split) {
-                /* A scale of (K block kb + h, row r) at [32 h + r], b_scale at [128 + h] */
-                int32_t here = min(2, p.k_blocks - kb);
-                bool ok = lane < g.rows;
-                for (int32_t h = 0; h < here; h++) {
-                    const float *src =
-                        ok ? sa + (int64_t)lane * p.sa_r + (int64_t)(kb + h) * p.sa_k : p.sa;
-                    cp_async_4(dst + 4u * (32 * h + lane), src, ok ? 4u : 0u);
-                }
-                if (lane < here)
-                    cp_async_4(dst + 4u * (GEMM_BM + lane), sb + (int64_t)(kb + lane) * p.sb_k,
-                               4u);
-            } else {
+        for (int pass = 0; pass < passes<FUSED>(); pass++) {
+            int64_t n_block = (g.n0 + pass * p.up) / GEMM_SCALE_BLOCK;
+            const float *sb = p.sb + g.e * p.sb_e + n_block * p.sb_n;
+            for (int32_t kb = 0; kb < p.k_blocks; kb += step) {
+                uint32_t dst = s.scales + (uint32_t)stage * GEMM_SCALE_BYTES;
+                mbar_wait(s.empty + 8u * stage, phase ^ 1u);
+                if (g.split) {
+                    /* A scale of (K block kb + h, row r) at [32 h + r], b_scale at [128 + h] */
+                    int32_t here = min(2, p.k_blocks - kb);
+                    bool ok = lane < g.rows;
+                    for (int32_t h = 0; h < here; h++) {
+                        const float *src =
+                            ok ? sa + (int64_t)lane * p.sa_r + (int64_t)(kb + h) * p.sa_k : p.sa;
+                        cp_async_4(dst + 4u * (32 * h + lane), src, ok ? 4u : 0u);
+                    }
+                    if (lane < here)
+                        cp_async_4(dst + 4u * (GEMM_BM + lane),
+                                   sb + (int64_t)(kb + lane) * p.sb_k, 4u);
+                } else {
 #pragma unroll
-                for (int j = 0; j < GEMM_BM / 32; j++) {
-                    int32_t r = lane + 32 * j;
-                    bool ok = r < g.rows;
-                    const float *src =
-                        ok ? sa + (int64_t)r * p.sa_r + (int64_t)kb * p.sa_k : p.sa;
-                    cp_async_4(dst + 4u * r, src, ok ? 4u : 0u);
+                    for (int j = 0; j < GEMM_BM / 32; j++) {
+                        int32_t r = lane + 32 * j;
+                        bool ok = r < g.rows;
+                        const float *src =
+                            ok ? sa + (int64_t)r * p.sa_r + (int64_t)kb * p.sa_k : p.sa;
+                        cp_async_4(dst + 4u * r, src, ok ? 4u : 0u);
+                    }
+                    if (lane == 0) cp_async_4(dst + 4u * GEMM_BM, sb + (int64_t)kb * p.sb_k, 4u);
                 }
-                if (lane == 0) cp_async_4(dst + 4u * GEMM_BM, sb + (int64_t)kb * p.sb_k, 4u);
+                cp_async_commit();
+                if (pending >= 0) {
+                    cp_async_wait<1>();
+                    mbar_arrive(s.full + 8u * pending);
+                }
+                pending = stage;
+                next_stage(stage, phase, p.stages);
             }
-            cp_async_commit();
-            if (pending >= 0) {
-                cp_async_wait<1>();
-                mbar_arrive(s.full + 8u * pending);
-            }
-            pending = stage;
-            next_stage(stage, phase, p.stages);
         }
     }
     if (pending >= 0) {
@@ -448,8 +483,30 @@ static __device__ __forceinline__ void fp8_block_promote(float (&acc)[64], float
     for (int i = 0; i < 64; i++) acc[i] = __fmaf_rn(part[i], (i & 2) ? s_hi : s_lo, acc[i]);
 }
 
-/* A regular tile: this warpgroup's 64 rows x 128 columns. */
-template <bool FP8, moe_dtype OUT>
+/* f32 through bf16 and back: the value GEMM 1's bf16 output holds. */
+static __device__ __forceinline__ float bf16_rounded(float v) {
+    return __uint_as_float(pack2<MOE_DTYPE_BF16>(v, v) << 16);
+}
+
+/* The two halves of a packed bf16 pair as f32 (lo: the lower column). */
+static __device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
+static __device__ __forceinline__ float bf16_hi(uint32_t w) {
+    return __uint_as_float(w & 0xffff0000u);
+}
+
+/* The scale of a group from its amax, and the divisor its codes are made with. */
+static __device__ __forceinline__ moe_fp8_divisor act_divisor(const gemm_params &p, float amax) {
+    return moe_fp8_make_divisor(moe_fp8_group_scale(amax, p.eps, p.ue8m0), p.ue8m0);
+}
+
+/* A regular tile: this warpgroup's 64 rows x 128 columns. Fused: the gate sub-tile's
+ * results go to d as bf16 (the unfused GEMM's output, gate half), then the up sub-tile is
+ * computed into the same registers and the epilogue reads its gate values back (the same
+ * thread's stores, from L2), so both operands of silu(gate) * up are the bf16 values the
+ * unfused layer hands its activation kernel, and the codes match it bit for bit. The gate
+ * stays out of registers: the two K blocks in flight already use 192 of 224. A row's 128
+ * outputs, one quantisation group, are held by the 4 lanes of a quad. */
+template <bool FP8, moe_dtype OUT, bool FUSED>
 static __device__ void consume_tile(const gemm_params &p, const gemm_smem &s, const gemm_tile &g,
                                     int wg, int &stage, uint32_t &phase) {
     int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3;
@@ -459,7 +516,7 @@ static __device__ void consume_tile(const gemm_params &p, const gemm_smem &s, co
     if (64 * wg >= g.rows) {
         /* an expert's last tile with at most 64 rows: the other warpgroup alone computes
          * it and gets the tensor cores to itself; this one only releases the stages */
-        for (int32_t kb = 0; kb < p.k_blocks; kb++) {
+        for (int32_t kb = 0; kb < passes<FUSED>() * p.k_blocks; kb++) {
             mbar_wait(s.full + 8u * stage, phase);
             release<FP8>(s, stage);
             next_stage(stage, phase, p.stages);
@@ -467,6 +524,8 @@ static __device__ void consume_tile(const gemm_params &p, const gemm_smem &s, co
         return;
     }
     float acc[64];
+#pragma unroll 1
+    for (int pass = 0; pass < passes<FUSED>(); pass++) {
 #pragma unroll
     for (int i = 0; i < 64; i++) acc[i] = 0.0f;
 
@@ -526,6 +585,7 @@ static __device__ void consume_tile(const gemm_params &p, const gemm_smem &s, co
         reg_fence(acc);
         if (prev >= 0) release<FP8>(s, prev);
     }
+    if (FUSED && pass == 1) break; /* the up sub-tile: to the epilogue below */
 
     uint16_t *d = (uint16_t *)p.d + a_e * p.d_e + (int64_t)g.row * p.d_r;
     uint16_t *d_lo = d + (int64_t)r_lo * p.d_r, *d_hi = d + (int64_t)r_hi * p.d_r;
@@ -537,6 +597,105 @@ static __device__ void consume_tile(const gemm_params &p, const gemm_smem &s, co
             if (v_hi) *(uint32_t *)(d_hi + col) = pack2<OUT>(acc[4 * j + 2], acc[4 * j + 3]);
         }
     }
+    }
+    if constexpr (FUSED) {
+        /* acc = silu(gate) * up for both rows, and each row's amax over its quad */
+        const uint16_t *d = (const uint16_t *)p.d + (int64_t)g.row * p.d_r;
+        const uint16_t *d_lo = d + (int64_t)r_lo * p.d_r, *d_hi = d + (int64_t)r_hi * p.d_r;
+        float amax_lo = 0.0f, amax_hi = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            int32_t col = g.n0 + 8 * j + 2 * (lane & 3);
+            uint32_t gl = v_lo ? *(const uint32_t *)(d_lo + col) : 0u;
+            uint32_t gh = v_hi ? *(const uint32_t *)(d_hi + col) : 0u;
+            uint32_t ul = pack2<MOE_DTYPE_BF16>(acc[4 * j], acc[4 * j + 1]);
+            uint32_t uh = pack2<MOE_DTYPE_BF16>(acc[4 * j + 2], acc[4 * j + 3]);
+            acc[4 * j] = moe_silu_mul(bf16_lo(gl), bf16_lo(ul));
+            acc[4 * j + 1] = moe_silu_mul(bf16_hi(gl), bf16_hi(ul));
+            acc[4 * j + 2] = moe_silu_mul(bf16_lo(gh), bf16_lo(uh));
+            acc[4 * j + 3] = moe_silu_mul(bf16_hi(gh), bf16_hi(uh));
+            amax_lo = moe_fp8_amax(moe_fp8_amax(amax_lo, acc[4 * j]), acc[4 * j + 1]);
+            amax_hi = moe_fp8_amax(moe_fp8_amax(amax_hi, acc[4 * j + 2]), acc[4 * j + 3]);
+        }
+#pragma unroll
+        for (int o = 1; o < 4; o <<= 1) {
+            amax_lo = fmaxf(amax_lo, __shfl_xor_sync(MOE_FULL_MASK, amax_lo, o));
+            amax_hi = fmaxf(amax_hi, __shfl_xor_sync(MOE_FULL_MASK, amax_hi, o));
+        }
+        moe_fp8_divisor q_lo = act_divisor(p, amax_lo), q_hi = act_divisor(p, amax_hi);
+        uint8_t *q = p.q + (int64_t)g.row * p.q_r;
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            int32_t col = g.n0 + 8 * j + 2 * (lane & 3);
+            if (v_lo)
+                *(uint16_t *)(q + (int64_t)r_lo * p.q_r + col) =
+                    (uint16_t)moe_fp8_code2(acc[4 * j], acc[4 * j + 1], q_lo);
+            if (v_hi)
+                *(uint16_t *)(q + (int64_t)r_hi * p.q_r + col) =
+                    (uint16_t)moe_fp8_code2(acc[4 * j + 2], acc[4 * j + 3], q_hi);
+        }
+        if ((lane & 3) == 0) {
+            int64_t group = g.n0 / GEMM_SCALE_BLOCK;
+            if (v_lo) p.qs[(g.row + r_lo) * p.qs_r + group * p.qs_g] = q_lo.scale;
+            if (v_hi) p.qs[(g.row + r_hi) * p.qs_r + group * p.qs_g] = q_hi.scale;
+        }
+    }
+}
+
+/* A fused swapped tile's epilogue: acc holds the up sub-tile, gate the gate one, as
+ * consume_small lays them out. The group of an expert row (the tile's 128 intermediate
+ * columns) spans the 8 lane rows of a warp, both register slots of each, the 4 warps and
+ * both warpgroups: its amax is reduced across lanes with shuffles, then across the 8
+ * consumer warps through shared memory. */
+static __device__ void small_act_epilogue(const gemm_params &p, const gemm_smem &s,
+                                          const gemm_tile &g, int wg, float (&acc)[16],
+                                          const float (&gate)[16]) {
+    int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3;
+    /* m[q]: the amax of expert row 8 (q/2) + 2 (lane%4) + q%2, slot q = 2 (i/4) + i%2 */
+    float m[8];
+#pragma unroll
+    for (int q = 0; q < 8; q++) m[q] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+        acc[i] = moe_silu_mul(gate[i], bf16_rounded(acc[i]));
+        m[2 * (i >> 2) + (i & 1)] = moe_fp8_amax(m[2 * (i >> 2) + (i & 1)], acc[i]);
+    }
+#pragma unroll
+    for (int o = 4; o < 32; o <<= 1)
+#pragma unroll
+        for (int q = 0; q < 8; q++) m[q] = fmaxf(m[q], __shfl_xor_sync(MOE_FULL_MASK, m[q], o));
+    float *red = s.reduce; /* [8 consumer warps][32 expert rows] */
+    if (lane < 4)
+#pragma unroll
+        for (int q = 0; q < 8; q++)
+            red[(4 * wg + warp) * 32 + 8 * (q >> 1) + 2 * lane + (q & 1)] = m[q];
+    consumers_sync();
+    moe_fp8_divisor dv[8];
+#pragma unroll
+    for (int q = 0; q < 8; q++) {
+        int32_t er = 8 * (q >> 1) + 2 * (lane & 3) + (q & 1);
+        float v = 0.0f;
+        for (int w = 0; w < 2 * 4; w++) v = fmaxf(v, red[w * 32 + er]);
+        dv[q] = act_divisor(p, v);
+    }
+    consumers_sync(); /* red is free for the next tile */
+    uint8_t *qd = p.q + (int64_t)g.row * p.q_r;
+    int32_t col = g.n0 + 64 * wg + 16 * warp + (lane >> 2);
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+        int32_t er = 8 * (i >> 2) + 2 * (lane & 3) + (i & 1);
+        if (er < g.rows)
+            qd[(int64_t)er * p.q_r + col + 8 * ((i >> 1) & 1)] =
+                (uint8_t)moe_fp8_code(acc[i], dv[2 * (i >> 2) + (i & 1)]);
+    }
+    if (wg == 0 && warp == 0 && lane < 4) {
+        int64_t group = g.n0 / GEMM_SCALE_BLOCK;
+#pragma unroll
+        for (int q = 0; q < 8; q++) {
+            int32_t er = 8 * (q >> 1) + 2 * lane + (q & 1);
+            if (er < g.rows) p.qs[(int64_t)(g.row + er) * p.qs_r + group * p.qs_g] = dv[q].scale;
+        }
+    }
 }
 
 /* A swapped tile (at most 32 rows) with the expert's rows as wgmma's N = 32 and weight
@@ -545,8 +704,9 @@ static __device__ void consume_tile(const gemm_params &p, const gemm_smem &s, co
  * second of each stage; warpgroup 2 then hands its sums to warpgroup 1 through shared
  * memory, which adds them (always in that order) and stores. Element i of the fragment is
  * weight row 16 warp + lane/4 + 8 ((i/2)%2) of the warpgroup's 64 and expert row
- * 8 (i/4) + 2 (lane%4) + i%2. */
-template <bool FP8, moe_dtype OUT>
+ * 8 (i/4) + 2 (lane%4) + i%2. Fused (never split): the gate sub-tile's results stay in
+ * registers, rounded to bf16, while the up sub-tile is computed. */
+template <bool FP8, moe_dtype OUT, bool FUSED>
 static __device__ void consume_small(const gemm_params &p, const gemm_smem &s, const gemm_tile &g,
                                      int wg, int &stage, uint32_t &phase) {
     int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3;
@@ -554,7 +714,8 @@ static __device__ void consume_small(const gemm_params &p, const gemm_smem &s, c
     /* this warpgroup's K block within a stage, and where its operands lie */
     int32_t h = g.split ? wg : 0, step = k_per_stage(g);
     uint32_t a_off = (uint32_t)h * GEMM_SPLIT_A_HALF, b_off = (uint32_t)wg * GEMM_SPLIT_B_HALF;
-    float acc[16];
+    float acc[16], gate[16];
+    for (int pass = 0; pass < passes<FUSED>(); pass++) {
 #pragma unroll
     for (int i = 0; i < 16; i++) acc[i] = 0.0f;
 
@@ -596,6 +757,14 @@ static __device__ void consume_small(const gemm_params &p, const gemm_smem &s, c
         release<FP8>(s, stage);
         next_stage(stage, phase, p.stages);
     }
+    if (FUSED && pass == 0)
+#pragma unroll
+        for (int i = 0; i < 16; i++) gate[i] = bf16_rounded(acc[i]);
+    }
+    if constexpr (FUSED) {
+        small_act_epilogue(p, s, g, wg, acc, gate);
+        return;
+    }
 
     if (g.split) {
         int t = threadIdx.x & 127;
@@ -626,7 +795,7 @@ static __device__ void consume_small(const gemm_params &p, const gemm_smem &s, c
     }
 }
 
-template <bool FP8, moe_dtype OUT>
+template <bool FP8, moe_dtype OUT, bool FUSED>
 __global__ void __launch_bounds__(GEMM_THREADS, 1)
     grouped_gemm_kernel(const __grid_constant__ gemm_maps maps, const gemm_params p) {
     extern __shared__ uint8_t smem_raw[];
@@ -671,8 +840,8 @@ __global__ void __launch_bounds__(GEMM_THREADS, 1)
     int wg = threadIdx.x / 128;
     if (wg == 0) {
         regs_shrink<GEMM_PRODUCER_REGS>();
-        if (threadIdx.x == 0) produce<FP8>(p, s, maps);
-        else if (FP8 && threadIdx.x / 32 == 1) produce_scales(p, s);
+        if (threadIdx.x == 0) produce<FP8, FUSED>(p, s, maps);
+        else if (FP8 && threadIdx.x / 32 == 1) produce_scales<FUSED>(p, s);
     } else {
         regs_grow<GEMM_CONSUMER_REGS>();
         int32_t total = s.prefix[p.experts];
@@ -680,8 +849,8 @@ __global__ void __launch_bounds__(GEMM_THREADS, 1)
         uint32_t phase = 0;
         for (int32_t t = blockIdx.x; t < total; t += gridDim.x) {
             gemm_tile g = find_tile(p, s, t);
-            if (g.swapped) consume_small<FP8, OUT>(p, s, g, wg - 1, stage, phase);
-            else consume_tile<FP8, OUT>(p, s, g, wg - 1, stage, phase);
+            if (g.swapped) consume_small<FP8, OUT, FUSED>(p, s, g, wg - 1, stage, phase);
+            else consume_tile<FP8, OUT, FUSED>(p, s, g, wg - 1, stage, phase);
         }
     }
 }
@@ -731,24 +900,34 @@ static moe_status encode_3d(const char *op, encode_fn encode, CUtensorMap *map, 
     return MOE_OK;
 }
 
-template <bool FP8, moe_dtype OUT>
+template <bool FP8, moe_dtype OUT, bool FUSED = false>
 static moe_status launch(const char *op, const gemm_maps *maps, const gemm_params *p,
                          unsigned grid, size_t smem, cudaStream_t stream) {
-    cudaError_t e = cudaFuncSetAttribute(grouped_gemm_kernel<FP8, OUT>,
+    cudaError_t e = cudaFuncSetAttribute(grouped_gemm_kernel<FP8, OUT, FUSED>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess)
         return moe_fail(MOE_ERR_BACKEND, "%s: cudaFuncSetAttribute: %s", op, cudaGetErrorString(e));
     moe_pdl_launch l;
     moe_pdl_config(&l, grid, GEMM_THREADS, smem, stream, p->rows);
-    cudaLaunchKernelEx(&l.cfg, grouped_gemm_kernel<FP8, OUT>, *maps, *p);
+    cudaLaunchKernelEx(&l.cfg, grouped_gemm_kernel<FP8, OUT, FUSED>, *maps, *p);
     return moe_cuda_launch_status(op);
 }
 
+/* The fused activation's outputs (moe_cuda_grouped_gemm_silu_quant), or none. */
+typedef struct gemm_act {
+    const moe_fp8_group_params *params;
+    moe_tensor *q, *scales;
+} gemm_act;
+
+/* The GEMM, or with act GEMM 1 and its activation fused; *done = 0 where the fused kernel
+ * does not run (decode-sized calls, which use split tiles) and nothing was launched. */
 static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
                       const moe_tensor *a_scales, moe_scale_layout a_layout, const moe_tensor *b,
                       const moe_tensor *b_scales, const moe_tensor *bounds, moe_tensor *d,
-                      void *stream) {
-    const char *op = masked ? "moe_grouped_gemm_masked" : "moe_grouped_gemm";
+                      const gemm_act *act, int *done, void *stream) {
+    const char *op = act ? "moe_grouped_gemm_silu_quant"
+                         : masked ? "moe_grouped_gemm_masked" : "moe_grouped_gemm";
+    *done = 0;
     MOE_TRY(moe_cuda_use_device(ctx));
     const moe_cuda_state *st = (const moe_cuda_state *)ctx->state;
     if (st->cc_major != 9)
@@ -757,10 +936,15 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
                         "sm_%d%d",
                         op, ctx->device, st->cc_major, st->cc_minor);
     int fp8 = a->dtype == MOE_DTYPE_E4M3;
-    int64_t experts = b->shape[0], n = b->shape[1], k = b->shape[2];
+    /* n: the output columns; b has 2n rows (gate, up) when fused */
+    int64_t experts = b->shape[0], n_b = b->shape[1], k = b->shape[2];
+    int64_t n = act ? n_b / 2 : n_b;
     int lead = masked ? 1 : 0;
     int64_t rows = a->shape[lead];
-    if (rows == 0 || n == 0) return MOE_OK; /* nothing to write */
+    if (rows == 0 || n == 0) { /* nothing to write */
+        *done = 1;
+        return MOE_OK;
+    }
 
     if (k > 0) { /* with K = 0 nothing is loaded */
         MOE_TRY(check_tma(op, a, "a"));
@@ -790,9 +974,11 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
     /* shared memory: the stage ring, 2 barriers and the scales per stage, the expert table
      * and, where split tiles can occur, their reduction buffer */
     int64_t most_experts = masked || rows > experts ? experts : rows;
-    int split = most_experts * n_tiles < (int64_t)GEMM_SPLIT_WAVES * st->sm_count;
+    int split = most_experts * ((n_b + GEMM_BN - 1) / GEMM_BN) <
+                (int64_t)GEMM_SPLIT_WAVES * st->sm_count;
+    if (act && split) return MOE_OK; /* the caller runs the GEMM and the activation */
     size_t table = (size_t)(4 * experts + 2) * sizeof(int32_t) +
-                   (split ? GEMM_REDUCE_FLOATS * sizeof(float) : 0);
+                   (split || act ? GEMM_REDUCE_FLOATS * sizeof(float) : 0);
     size_t fixed = 1024 /* alignment slack */ + (16 + GEMM_SCALE_BYTES) * GEMM_MAX_STAGES + table;
     int64_t stages = st->smem_optin > fixed ? (int64_t)((st->smem_optin - fixed) / GEMM_STAGE_BYTES)
                                             : 0;
@@ -831,6 +1017,17 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
     p.d = d->data;
     p.d_e = masked ? d->stride[0] : 0;
     p.d_r = d->stride[lead];
+    if (act) {
+        moe_fp8_scale_strides ss = moe_fp8_scale_layout(act->scales, act->params->layout);
+        p.up = (int32_t)n;
+        p.q = (uint8_t *)act->q->data;
+        p.q_r = act->q->stride[0];
+        p.qs = (float *)act->scales->data;
+        p.qs_r = ss.row;
+        p.qs_g = ss.group;
+        p.eps = act->params->eps;
+        p.ue8m0 = act->params->ue8m0 != 0;
+    }
 
     gemm_maps maps;
     memset(&maps, 0, sizeof maps);
@@ -850,9 +1047,9 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
                           GEMM_BM, "a"));
         MOE_TRY(encode_3d(op, encode, &maps.a_small, fp8, a->data, k, rows, a_count, a_row,
                           a_outer, GEMM_SMALL, "a"));
-        MOE_TRY(encode_3d(op, encode, &maps.b, fp8, b->data, k, n, experts, b->stride[1] * es,
-                          b->stride[0] * es, GEMM_BN, "b"));
-        MOE_TRY(encode_3d(op, encode, &maps.b_split, fp8, b->data, k, n, experts,
+        MOE_TRY(encode_3d(op, encode, &maps.b, fp8, b->data, k, n_b, experts,
+                          b->stride[1] * es, b->stride[0] * es, GEMM_BN, "b"));
+        MOE_TRY(encode_3d(op, encode, &maps.b_split, fp8, b->data, k, n_b, experts,
                           b->stride[1] * es, b->stride[0] * es, GEMM_BN_SPLIT, "b"));
     }
 
@@ -860,6 +1057,8 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
     unsigned grid = (unsigned)(bound < st->sm_count ? bound : st->sm_count);
     if (grid < 1) grid = 1;
     cudaStream_t s = moe_cuda_stream(stream);
+    *done = 1;
+    if (act) return launch<true, MOE_DTYPE_BF16, true>(op, &maps, &p, grid, smem, s);
     if (fp8) {
         if (d->dtype == MOE_DTYPE_BF16)
             return launch<true, MOE_DTYPE_BF16>(op, &maps, &p, grid, smem, s);
@@ -886,7 +1085,8 @@ extern "C" moe_status moe_cuda_grouped_gemm(moe_context *ctx, const moe_tensor *
                                             void *stream) {
     (void)workspace;
     (void)workspace_bytes;
-    return run(ctx, 0, a, a_scales, a_layout, b, b_scales, offsets, d, stream);
+    int done;
+    return run(ctx, 0, a, a_scales, a_layout, b, b_scales, offsets, d, NULL, &done, stream);
 }
 
 extern "C" moe_status moe_cuda_grouped_gemm_masked(moe_context *ctx, const moe_tensor *a,
@@ -899,5 +1099,17 @@ extern "C" moe_status moe_cuda_grouped_gemm_masked(moe_context *ctx, const moe_t
                                                    void *stream) {
     (void)workspace;
     (void)workspace_bytes;
-    return run(ctx, 1, a, a_scales, a_layout, b, b_scales, counts, d, stream);
+    int done;
+    return run(ctx, 1, a, a_scales, a_layout, b, b_scales, counts, d, NULL, &done, stream);
+}
+
+extern "C" moe_status moe_cuda_grouped_gemm_silu_quant(
+    moe_context *ctx, const moe_tensor *a, const moe_tensor *a_scales, moe_scale_layout a_layout,
+    const moe_tensor *b, const moe_tensor *b_scales, const moe_tensor *offsets, moe_tensor *c,
+    const moe_fp8_group_params *params, moe_tensor *q, moe_tensor *q_scales, void *workspace,
+    size_t workspace_bytes, int *fused, void *stream) {
+    (void)workspace;
+    (void)workspace_bytes;
+    gemm_act act = {params, q, q_scales};
+    return run(ctx, 0, a, a_scales, a_layout, b, b_scales, offsets, c, &act, fused, stream);
 }
