@@ -2,7 +2,8 @@
 # On the lent GPU, inside a directory made by bench/ab_prepare.sh: builds the tree ("cur")
 # and every ab/NAME variant side by side, then runs the same benchmarks round-robin, so
 # all builds meet the same clocks and the same neighbours. Full JSON and logs go to
-# $OUT/ab; a short table is printed.
+# $OUT/ab.tgz (the device tool returns only a few files), the summary to $OUT/ab.json; a
+# short table is printed.
 #   ROUNDS (2)    rounds of every benchmark per build
 #   GEMM_CASES    moe-bench-gemm case filter (MOE_BENCH_GEMM_CASES); empty: no GEMM runs
 #   LAYER_T       moe-bench --layer --tokens-list for DeepSeek-V3 fp8; empty: no layer runs
@@ -10,8 +11,9 @@
 #   TEST_SUITES   moe_tests suites to run first on "cur" (e.g. "cuda_gemm cuda_layer")
 set -uo pipefail
 OUT=${OUT:-/tmp/moe-out}
-R=$OUT/ab
-mkdir -p "$R"
+R=/tmp/ab-results/ab
+rm -rf "$R"
+mkdir -p "$R" "$OUT"
 root=$PWD
 vars="cur $(ls ab 2>/dev/null || true)"
 jobs=$((16 / $(echo $vars | wc -w)))
@@ -77,3 +79,5 @@ for label, by in rows.items():
     print("%-48s " % label[:48] + " ".join(
         "%-22s" % " / ".join("%.1f" % u for u in by.get(n, []) if u is not None) for n in names))
 PY
+cp "$R/ab.json" "$OUT/ab.json"
+tar czf "$OUT/ab.tgz" -C "$(dirname "$R")" ab

@@ -26,8 +26,9 @@ for spec in "$@"; do
         fi
     done
     # files of the tree that REV lacks (added since, tracked or not)
+    # (grep finding nothing is no error here)
     { git diff --name-only --diff-filter=A "$rev" --; git ls-files -o --exclude-standard; } |
-        grep -v "^$dir/" | while read -r f; do
+        { grep -v "^$dir/" || true; } | while read -r f; do
             git cat-file -e "$rev:$f" 2>/dev/null || echo "$f" >> "$out/.remove"
         done
     echo "$name = $rev: $(find "$out" -type f ! -name .remove | wc -l) files differ, $(wc -l < "$out/.remove") to remove"
