@@ -46,6 +46,27 @@ static void route_on_cpu(const moe_layer_config *c, const moe_tensor *logits,
                                     NULL));
 }
 
+/* A device workspace for T tokens; its size in *bytes. */
+static void *layer_workspace(const moe_layer *layer, int64_t tokens, size_t *bytes) {
+    *bytes = 0;
+    CHECK_OK(moe_layer_workspace_size(layer, tokens, bytes));
+    return test_device_alloc(*bytes);
+}
+
+/* layer_random_inputs' host tensors and their device copies. */
+typedef struct {
+    moe_tensor x, ids, wts, dx, d_ids, d_wts;
+} layer_inputs;
+
+static layer_inputs random_inputs(const layer_fixture *f, int64_t tokens) {
+    layer_inputs in;
+    layer_random_inputs(f, tokens, &in.x, &in.ids, &in.wts);
+    in.dx = test_to_device(&in.x);
+    in.d_ids = test_to_device(&in.ids);
+    in.d_wts = test_to_device(&in.wts);
+    return in;
+}
+
 /* ---------------------------------------------------------------- float64 composition */
 
 /* The GPU layer from caller-given ids (some -1) and from router logits, each against the
@@ -59,16 +80,15 @@ static void check_vs_float64(moe_layer_config cfg, int64_t tokens) {
     moe_layer *layer = NULL;
     CHECK_OK(moe_layer_create(&layer, gpu, &cfg, &dw));
     if (!layer) return;
-    size_t ws_bytes = 0;
-    CHECK_OK(moe_layer_workspace_size(layer, tokens, &ws_bytes));
-    void *ws = test_device_alloc(ws_bytes);
+    size_t ws_bytes;
+    void *ws = layer_workspace(layer, tokens, &ws_bytes);
 
-    moe_tensor x, ids, wts;
-    layer_random_inputs(&f, tokens, &x, &ids, &wts);
-    moe_tensor dx = test_to_device(&x), d_ids = test_to_device(&ids), d_wts = test_to_device(&wts);
+    layer_inputs in = random_inputs(&f, tokens);
+    moe_tensor x = in.x, ids = in.ids, wts = in.wts, dx = in.dx;
     moe_tensor out = test_tensor2(MOE_DTYPE_BF16, tokens, cfg.hidden);
     moe_tensor d_out = test_device_like(&out);
-    CHECK_OK(moe_layer_forward(layer, &dx, NULL, &d_ids, &d_wts, &d_out, ws, ws_bytes, NULL));
+    CHECK_OK(moe_layer_forward(layer, &dx, NULL, &in.d_ids, &in.d_wts, &d_out, ws, ws_bytes,
+                               NULL));
     test_to_host(&d_out, &out);
     double *ref = test_alloc(sizeof(double) * (size_t)(tokens * cfg.hidden));
     layer_ref_forward(&f, &x, &ids, &wts, ref);
@@ -145,19 +165,16 @@ static void test_cuda_layer_fused_vs_unfused(void) {
     unsetenv("MOE_LAYER_FUSE_GEMM1");
     if (!fused || !unfused) return;
     int64_t tokens = test_quick() ? 128 : 600;
-    size_t ws_bytes = 0;
-    CHECK_OK(moe_layer_workspace_size(fused, tokens, &ws_bytes));
-    void *ws = test_device_alloc(ws_bytes);
-    moe_tensor x, ids, wts;
-    layer_random_inputs(&f, tokens, &x, &ids, &wts);
-    moe_tensor dx = test_to_device(&x), d_ids = test_to_device(&ids), d_wts = test_to_device(&wts);
+    size_t ws_bytes;
+    void *ws = layer_workspace(fused, tokens, &ws_bytes);
+    layer_inputs in = random_inputs(&f, tokens);
     moe_tensor out[2];
     moe_layer *layers[2] = {fused, unfused};
     for (int i = 0; i < 2; i++) {
         out[i] = test_tensor2(MOE_DTYPE_BF16, tokens, f.cfg.hidden);
         moe_tensor d_out = test_device_like(&out[i]);
-        CHECK_OK(moe_layer_forward(layers[i], &dx, NULL, &d_ids, &d_wts, &d_out, ws, ws_bytes,
-                                   NULL));
+        CHECK_OK(moe_layer_forward(layers[i], &in.dx, NULL, &in.d_ids, &in.d_wts, &d_out, ws,
+                                   ws_bytes, NULL));
         test_to_host(&d_out, &out[i]);
     }
     size_t bytes = (size_t)(tokens * f.cfg.hidden) * 2;
