@@ -527,76 +527,76 @@ static __device__ void consume_tile(const gemm_params &p, const gemm_smem &s, co
 #pragma unroll 1
     for (int pass = 0; pass < passes<FUSED>(); pass++) {
 #pragma unroll
-    for (int i = 0; i < 64; i++) acc[i] = 0.0f;
+        for (int i = 0; i < 64; i++) acc[i] = 0.0f;
 
-    if constexpr (FP8) {
-        /* two K blocks in flight: block kb + 1's wgmmas are issued before block kb's
-         * partial sum is promoted, so the promotion overlaps this warpgroup's own tensor
-         * work (4 x 8192 rows: +3 to +14% over one block in flight, bench/NOTES.md). The
-         * body is unrolled twice so each partial sum keeps fixed registers, and no wgmma
-         * is issued under a condition inside the loop: ptxas then serialises every wgmma
-         * of the kernel (tests/check_wgmma.sh catches that). */
-        float part0[64], part1[64], s0_lo, s0_hi, s1_lo, s1_hi;
-        int st0 = stage, st1 = stage;
-        int32_t kb = 0;
-        if (p.k_blocks > 0) {
-            fp8_block_issue(part0, s, wg, stage, phase, r_lo, r_hi, s0_lo, s0_hi, p.stages);
-            for (; kb + 2 < p.k_blocks; kb += 2) {
-                st1 = stage;
-                fp8_block_issue(part1, s, wg, stage, phase, r_lo, r_hi, s1_lo, s1_hi, p.stages);
-                wgmma_wait_all_but_one();
-                fp8_block_promote(acc, part0, s, st0, s0_lo, s0_hi);
-                st0 = stage;
+        if constexpr (FP8) {
+            /* two K blocks in flight: block kb + 1's wgmmas are issued before block kb's
+             * partial sum is promoted, so the promotion overlaps this warpgroup's own tensor
+             * work (4 x 8192 rows: +3 to +14% over one block in flight, bench/NOTES.md). The
+             * body is unrolled twice so each partial sum keeps fixed registers, and no wgmma
+             * is issued under a condition inside the loop: ptxas then serialises every wgmma
+             * of the kernel (tests/check_wgmma.sh catches that). */
+            float part0[64], part1[64], s0_lo, s0_hi, s1_lo, s1_hi;
+            int st0 = stage, st1 = stage;
+            int32_t kb = 0;
+            if (p.k_blocks > 0) {
                 fp8_block_issue(part0, s, wg, stage, phase, r_lo, r_hi, s0_lo, s0_hi, p.stages);
-                wgmma_wait_all_but_one();
-                fp8_block_promote(acc, part1, s, st1, s1_lo, s1_hi);
+                for (; kb + 2 < p.k_blocks; kb += 2) {
+                    st1 = stage;
+                    fp8_block_issue(part1, s, wg, stage, phase, r_lo, r_hi, s1_lo, s1_hi, p.stages);
+                    wgmma_wait_all_but_one();
+                    fp8_block_promote(acc, part0, s, st0, s0_lo, s0_hi);
+                    st0 = stage;
+                    fp8_block_issue(part0, s, wg, stage, phase, r_lo, r_hi, s0_lo, s0_hi, p.stages);
+                    wgmma_wait_all_but_one();
+                    fp8_block_promote(acc, part1, s, st1, s1_lo, s1_hi);
+                }
+                if (kb + 1 < p.k_blocks) { /* two blocks left: kb in part0, kb + 1 */
+                    st1 = stage;
+                    fp8_block_issue(part1, s, wg, stage, phase, r_lo, r_hi, s1_lo, s1_hi, p.stages);
+                    wgmma_wait_all_but_one();
+                    fp8_block_promote(acc, part0, s, st0, s0_lo, s0_hi);
+                    wgmma_wait_all();
+                    fp8_block_promote(acc, part1, s, st1, s1_lo, s1_hi);
+                } else {
+                    wgmma_wait_all();
+                    fp8_block_promote(acc, part0, s, st0, s0_lo, s0_hi);
+                }
             }
-            if (kb + 1 < p.k_blocks) { /* two blocks left: kb in part0, kb + 1 */
-                st1 = stage;
-                fp8_block_issue(part1, s, wg, stage, phase, r_lo, r_hi, s1_lo, s1_hi, p.stages);
-                wgmma_wait_all_but_one();
-                fp8_block_promote(acc, part0, s, st0, s0_lo, s0_hi);
-                wgmma_wait_all();
-                fp8_block_promote(acc, part1, s, st1, s1_lo, s1_hi);
-            } else {
-                wgmma_wait_all();
-                fp8_block_promote(acc, part0, s, st0, s0_lo, s0_hi);
+        } else {
+            /* one wgmma group stays in flight: the stage of K block kb - 1 is released once
+             * block kb has been issued and kb - 1 has completed */
+            int prev = -1;
+            for (int32_t kb = 0; kb < p.k_blocks; kb++) {
+                mbar_wait(s.full + 8u * stage, phase);
+                uint64_t da = wgmma_desc(stage_a(s, stage) + (uint32_t)wg * 64 * GEMM_ROW_BYTES);
+                uint64_t db = wgmma_desc(stage_b(s, stage));
+                reg_fence(acc);
+                wgmma_fence();
+#pragma unroll
+                for (int k = 0; k < 4; k++) wgmma_bf16_n128(acc, da + 2 * k, db + 2 * k, 1);
+                wgmma_commit();
+                asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
+                if (prev >= 0) release<FP8>(s, prev);
+                prev = stage;
+                next_stage(stage, phase, p.stages);
             }
-        }
-    } else {
-        /* one wgmma group stays in flight: the stage of K block kb - 1 is released once
-         * block kb has been issued and kb - 1 has completed */
-        int prev = -1;
-        for (int32_t kb = 0; kb < p.k_blocks; kb++) {
-            mbar_wait(s.full + 8u * stage, phase);
-            uint64_t da = wgmma_desc(stage_a(s, stage) + (uint32_t)wg * 64 * GEMM_ROW_BYTES);
-            uint64_t db = wgmma_desc(stage_b(s, stage));
+            wgmma_wait_all();
             reg_fence(acc);
-            wgmma_fence();
-#pragma unroll
-            for (int k = 0; k < 4; k++) wgmma_bf16_n128(acc, da + 2 * k, db + 2 * k, 1);
-            wgmma_commit();
-            asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
             if (prev >= 0) release<FP8>(s, prev);
-            prev = stage;
-            next_stage(stage, phase, p.stages);
         }
-        wgmma_wait_all();
-        reg_fence(acc);
-        if (prev >= 0) release<FP8>(s, prev);
-    }
-    if (FUSED && pass == 1) break; /* the up sub-tile: to the epilogue below */
+        if (FUSED && pass == 1) break; /* the up sub-tile: to the epilogue below */
 
-    uint16_t *d = (uint16_t *)p.d + a_e * p.d_e + (int64_t)g.row * p.d_r;
-    uint16_t *d_lo = d + (int64_t)r_lo * p.d_r, *d_hi = d + (int64_t)r_hi * p.d_r;
+        uint16_t *d = (uint16_t *)p.d + a_e * p.d_e + (int64_t)g.row * p.d_r;
+        uint16_t *d_lo = d + (int64_t)r_lo * p.d_r, *d_hi = d + (int64_t)r_hi * p.d_r;
 #pragma unroll
-    for (int j = 0; j < 16; j++) {
-        int32_t col = g.n0 + 8 * j + 2 * (lane & 3);
-        if (col < p.n) { /* N is a multiple of 8, so col + 1 < N too */
-            if (v_lo) *(uint32_t *)(d_lo + col) = pack2<OUT>(acc[4 * j], acc[4 * j + 1]);
-            if (v_hi) *(uint32_t *)(d_hi + col) = pack2<OUT>(acc[4 * j + 2], acc[4 * j + 3]);
+        for (int j = 0; j < 16; j++) {
+            int32_t col = g.n0 + 8 * j + 2 * (lane & 3);
+            if (col < p.n) { /* N is a multiple of 8, so col + 1 < N too */
+                if (v_lo) *(uint32_t *)(d_lo + col) = pack2<OUT>(acc[4 * j], acc[4 * j + 1]);
+                if (v_hi) *(uint32_t *)(d_hi + col) = pack2<OUT>(acc[4 * j + 2], acc[4 * j + 3]);
+            }
         }
-    }
     }
     if constexpr (FUSED) {
         /* acc = silu(gate) * up for both rows, and each row's amax over its quad */
@@ -717,49 +717,49 @@ static __device__ void consume_small(const gemm_params &p, const gemm_smem &s, c
     float acc[16], gate[16];
     for (int pass = 0; pass < passes<FUSED>(); pass++) {
 #pragma unroll
-    for (int i = 0; i < 16; i++) acc[i] = 0.0f;
+        for (int i = 0; i < 16; i++) acc[i] = 0.0f;
 
-    for (int32_t kb = 0; kb < p.k_blocks; kb += step) {
-        mbar_wait(s.full + 8u * stage, phase);
-        if (kb + h < p.k_blocks) {
-            uint64_t da = wgmma_desc(stage_b(s, stage) + b_off);
-            uint64_t db = wgmma_desc(stage_a(s, stage) + a_off);
-            if constexpr (FP8) {
-                /* expert row of slot q = 2 (i/4) + i%2 is 8 (q/2) + 2 (lane%4) + q%2; read
-                 * before the stage is released */
-                const float *sc = s.scale + stage * GEMM_SCALE_FLOATS;
-                float a[8], b = sc[GEMM_BM + h], part[16];
+        for (int32_t kb = 0; kb < p.k_blocks; kb += step) {
+            mbar_wait(s.full + 8u * stage, phase);
+            if (kb + h < p.k_blocks) {
+                uint64_t da = wgmma_desc(stage_b(s, stage) + b_off);
+                uint64_t db = wgmma_desc(stage_a(s, stage) + a_off);
+                if constexpr (FP8) {
+                    /* expert row of slot q = 2 (i/4) + i%2 is 8 (q/2) + 2 (lane%4) + q%2; read
+                     * before the stage is released */
+                    const float *sc = s.scale + stage * GEMM_SCALE_FLOATS;
+                    float a[8], b = sc[GEMM_BM + h], part[16];
 #pragma unroll
-                for (int q = 0; q < 8; q++)
-                    a[q] = sc[32 * h + 8 * (q >> 1) + 2 * (lane & 3) + (q & 1)];
-                reg_fence(part);
-                wgmma_fence();
+                    for (int q = 0; q < 8; q++)
+                        a[q] = sc[32 * h + 8 * (q >> 1) + 2 * (lane & 3) + (q & 1)];
+                    reg_fence(part);
+                    wgmma_fence();
 #pragma unroll
-                for (int k = 0; k < 4; k++) wgmma_fp8_n32(part, da + 2 * k, db + 2 * k, k);
-                wgmma_commit();
-                wgmma_wait_all();
-                reg_fence(part);
+                    for (int k = 0; k < 4; k++) wgmma_fp8_n32(part, da + 2 * k, db + 2 * k, k);
+                    wgmma_commit();
+                    wgmma_wait_all();
+                    reg_fence(part);
 #pragma unroll
-                for (int i = 0; i < 16; i++) {
-                    float sab = __fmul_rn(a[2 * (i >> 2) + (i & 1)], b);
-                    acc[i] = __fadd_rn(acc[i], __fmul_rn(part[i], sab));
+                    for (int i = 0; i < 16; i++) {
+                        float sab = __fmul_rn(a[2 * (i >> 2) + (i & 1)], b);
+                        acc[i] = __fadd_rn(acc[i], __fmul_rn(part[i], sab));
+                    }
+                } else {
+                    reg_fence(acc);
+                    wgmma_fence();
+#pragma unroll
+                    for (int k = 0; k < 4; k++) wgmma_bf16_n32(acc, da + 2 * k, db + 2 * k, 1);
+                    wgmma_commit();
+                    wgmma_wait_all();
+                    reg_fence(acc);
                 }
-            } else {
-                reg_fence(acc);
-                wgmma_fence();
-#pragma unroll
-                for (int k = 0; k < 4; k++) wgmma_bf16_n32(acc, da + 2 * k, db + 2 * k, 1);
-                wgmma_commit();
-                wgmma_wait_all();
-                reg_fence(acc);
             }
+            release<FP8>(s, stage);
+            next_stage(stage, phase, p.stages);
         }
-        release<FP8>(s, stage);
-        next_stage(stage, phase, p.stages);
-    }
-    if (FUSED && pass == 0)
+        if (FUSED && pass == 0)
 #pragma unroll
-        for (int i = 0; i < 16; i++) gate[i] = bf16_rounded(acc[i]);
+            for (int i = 0; i < 16; i++) gate[i] = bf16_rounded(acc[i]);
     }
     if constexpr (FUSED) {
         small_act_epilogue(p, s, g, wg, acc, gate);
