@@ -58,6 +58,21 @@
  * experts have a short last tile, so without both rules a third of the tensor work was
  * padding.
  *
+ * Pairs. Where whole tiles are used (no split tiles) and N has an even number of 128-column
+ * tiles, CTAs run in clusters of two and a tile index names two tiles that share an
+ * operand: m tiles 2i and 2i + 1 of an expert with the same n tile share its B tile (rank
+ * 0 takes 2i, rank 1 2i + 1), and an expert's odd last m tile is taken as pairs of n tiles
+ * 2u, 2u + 1 that share its A tile. Each CTA loads half of the shared tile's rows by TMA
+ * multicast into both CTAs' rings, so a CTA reads 24 KiB from L2 a stage instead of 32,
+ * and the two m tiles of a weight tile read it from DRAM once: unpaired, CTAs that started
+ * them together drifted apart and at T = 8192 (DeepSeek-V3, two m tiles an expert) read
+ * 19.5 GB from DRAM for 8.5 GB of operands (ncu, bench/NOTES.md). The rings advance in
+ * lock step: a stage's "empty" barrier also counts one arrival per consumer warp of the
+ * other CTA, since that CTA's producer writes the stage too; the CTAs synchronise once
+ * after initialising their barriers and once before exiting, so no arrival or multicast
+ * reaches a CTA that is not there. Paired or not, every tile computes the same sums the
+ * same way, so the output is the same bits.
+ *
  * Epilogue. Results are rounded once (cvt.rn) and stored straight from registers as
  * pairs of columns (4 bytes), only for rows the expert owns and columns < N; D's row
  * stride may exceed N. No workspace, no allocation, no host synchronisation: the launch
@@ -96,6 +111,7 @@
 #define GEMM_ROW_BYTES 128     /* one shared-memory row of a K block (128B swizzle) */
 #define GEMM_SMALL 32          /* tiles with at most this many rows are swapped */
 #define GEMM_BN_SPLIT 64       /* weight rows of a decode expert's (split) tile */
+static_assert(GEMM_BN_SPLIT == GEMM_BN / 2, "one B map serves split tiles and paired B halves");
 #define GEMM_SPLIT_WAVES 3     /* split tiles when whole ones would make fewer waves */
 #define GEMM_REDUCE_FLOATS (16 * 128) /* a split tile's hand-over: 16 sums per thread */
 #define GEMM_SPLIT_A_HALF (GEMM_SMALL * GEMM_ROW_BYTES)    /* 4 KiB: 32 rows of a K block */
@@ -125,6 +141,7 @@ typedef struct gemm_params {
     int32_t rows;          /* R, or C when masked */
     int32_t n;
     int32_t n_tiles;
+    int32_t pair;          /* 1: CTAs run in clusters of two, a tile index names two tiles */
     int32_t n_split_tiles; /* ceil(N / 64): the tiles of an expert of <= 32 rows, or 0 */
     int32_t k_blocks;      /* stages per tile: K / 128 (FP8) or ceil(K / 64) (BF16) */
     int32_t stages;
@@ -155,6 +172,7 @@ typedef struct gemm_tile {
     int32_t row;     /* first row: of A's row dimension, and of D's */
     int32_t rows;    /* rows of the tile the expert owns, 1..128 */
     int32_t n0;
+    int32_t share_b; /* paired: 1 shares B with the other CTA (m tiles 2i, 2i + 1), 0 A */
 } gemm_tile;
 
 /* The shared-memory carve-up, 1024-byte aligned for the 128-byte swizzle. */
@@ -168,12 +186,14 @@ typedef struct gemm_smem {
     int32_t *count;    /* [E] rows of expert e */
     int32_t *bounds;   /* [E+1] the bounds as read, to check them after the PDL wait */
     float *reduce;     /* [16][128]: a split tile's odd-K-block sums, warpgroup 2 to 1 */
+    int32_t pair;      /* p.pair: this CTA shares its A tiles with the other of its cluster */
+    uint32_t rank;     /* this CTA's rank in the cluster: which n tile of the pair it owns */
 } gemm_smem;
 
-/* The kernel's tensor maps: A with 128-row and 32-row boxes, B with 128-row and 64-row
- * boxes (the latter for split tiles). */
+/* The kernel's tensor maps: A with 128-row and 32-row boxes and, for paired CTAs, their
+ * halves; B with 128-row and 64-row boxes (the latter for split tiles and B's halves). */
 typedef struct gemm_maps {
-    CUtensorMap a, a_small, b, b_split;
+    CUtensorMap a, a_small, a_half, a_small_half, b, b_half;
 } gemm_maps;
 
 static __device__ __forceinline__ uint32_t stage_a(const gemm_smem &s, int stage) {
@@ -183,10 +203,22 @@ static __device__ __forceinline__ uint32_t stage_b(const gemm_smem &s, int stage
     return stage_a(s, stage) + GEMM_TILE_BYTES;
 }
 
+/* Tile indices of an expert: split tiles, m x n tiles, or paired (find_tile) a pair for
+ * each two m tiles and n tile, and for an odd last m tile one per two n tiles. */
 static __device__ __forceinline__ int32_t tiles_of(int32_t count, const gemm_params &p) {
     if (count <= 0) return 0;
     if (count <= GEMM_SMALL && p.n_split_tiles > 0) return p.n_split_tiles;
-    return (count + GEMM_BM - 1) / GEMM_BM * p.n_tiles;
+    int32_t m_tiles = (count + GEMM_BM - 1) / GEMM_BM;
+    if (!p.pair) return m_tiles * p.n_tiles;
+    return (m_tiles >> 1) * p.n_tiles + (m_tiles & 1) * (p.n_tiles >> 1);
+}
+
+/* The tile indices a CTA walks (with its partner, when paired): first, first + stride... */
+static __device__ __forceinline__ int32_t first_tile(const gemm_params &p) {
+    return (int32_t)blockIdx.x >> p.pair;
+}
+static __device__ __forceinline__ int32_t tile_stride(const gemm_params &p) {
+    return (int32_t)gridDim.x >> p.pair;
 }
 
 /* Rows and tile prefix of every expert into shared memory; ends with a barrier. The
@@ -278,11 +310,23 @@ static __device__ __forceinline__ gemm_tile find_tile(const gemm_params &p,
         g.n0 = local * GEMM_BN_SPLIT;
         return g;
     }
-    int32_t m_tiles = (count + GEMM_BM - 1) / GEMM_BM;
-    int32_t group = GEMM_GROUP_N * m_tiles;
-    int32_t gi = local / group, rem = local - gi * group;
-    int32_t width = min(GEMM_GROUP_N, p.n_tiles - gi * GEMM_GROUP_N);
-    int32_t m = rem / width, n = gi * GEMM_GROUP_N + (rem - m * width);
+    /* Paired, the CTAs of a cluster take m tiles 2i and 2i + 1 of one n tile, or, for an
+     * odd last m tile, n tiles 2u and 2u + 1 of it. */
+    int32_t m_tiles = (count + GEMM_BM - 1) / GEMM_BM, rank = (int32_t)s.rank;
+    int32_t m_units = m_tiles >> p.pair, grid = m_units * p.n_tiles, m, n;
+    if (local < grid) {
+        int32_t group = GEMM_GROUP_N * m_units;
+        int32_t gi = local / group, rem = local - gi * group;
+        int32_t width = min(GEMM_GROUP_N, p.n_tiles - gi * GEMM_GROUP_N);
+        int32_t mu = rem / width;
+        n = gi * GEMM_GROUP_N + (rem - mu * width);
+        m = p.pair ? 2 * mu + rank : mu;
+        g.share_b = p.pair;
+    } else {
+        m = m_tiles - 1;
+        n = 2 * (local - grid) + rank;
+        g.share_b = 0;
+    }
     g.row += m * GEMM_BM;
     g.rows = min(count - m * GEMM_BM, GEMM_BM);
     g.swapped = g.rows <= GEMM_SMALL;
@@ -319,7 +363,7 @@ static __device__ void produce(const gemm_params &p, const gemm_smem &s, const g
     int32_t total = s.prefix[p.experts];
     int stage = 0;
     uint32_t phase = 0;
-    for (int32_t t = blockIdx.x; t < total; t += gridDim.x) {
+    for (int32_t t = first_tile(p); t < total; t += tile_stride(p)) {
         gemm_tile g = find_tile(p, s, t);
         int32_t a_e = p.masked ? g.e : 0;
         if (g.split) {
@@ -333,23 +377,42 @@ static __device__ void produce(const gemm_params &p, const gemm_smem &s, const g
                     int32_t k = (kb + h) * k_step;
                     tma_load_3d(stage_a(s, stage) + (uint32_t)h * GEMM_SPLIT_A_HALF, &m.a_small,
                                 full, k, g.row, a_e);
-                    tma_load_3d(stage_b(s, stage) + (uint32_t)h * GEMM_SPLIT_B_HALF, &m.b_split,
+                    tma_load_3d(stage_b(s, stage) + (uint32_t)h * GEMM_SPLIT_B_HALF, &m.b_half,
                                 full, k, g.n0, g.e);
                 }
                 next_stage(stage, phase, p.stages);
             }
             continue;
         }
-        const CUtensorMap *ma = g.swapped ? &m.a_small : &m.a;
-        uint32_t bytes = GEMM_TILE_BYTES + (g.swapped ? GEMM_SPLIT_A_HALF : GEMM_TILE_BYTES);
+        int32_t a_rows = g.swapped ? GEMM_SMALL : GEMM_BM;
+        uint32_t bytes = GEMM_TILE_BYTES + (uint32_t)a_rows * GEMM_ROW_BYTES;
+        /* paired: the shared operand's tile is loaded half by each CTA into both CTAs'
+         * stages (maps with half-height boxes); the halves start on 1024-byte boundaries,
+         * so the swizzle is that of one whole box */
+        bool share_a = p.pair && !g.share_b, share_b = g.share_b;
+        uint32_t rank = s.rank;
         for (int pass = 0; pass < passes<FUSED>(); pass++) {
             int32_t n0 = g.n0 + pass * p.up;
             for (int32_t kb = 0; kb < p.k_blocks; kb++) {
                 uint32_t full = s.full + 8u * stage, empty = s.empty + 8u * stage;
-                mbar_wait(empty, phase ^ 1u);
+                uint32_t a = stage_a(s, stage), b = stage_b(s, stage);
+                int32_t k = kb * k_step;
+                mbar_wait_cluster(empty, phase ^ 1u);
                 mbar_arrive_expect_tx(full, bytes);
-                tma_load_3d(stage_a(s, stage), ma, full, kb * k_step, g.row, a_e);
-                tma_load_3d(stage_b(s, stage), &m.b, full, kb * k_step, n0, g.e);
+                if (share_a) {
+                    int32_t half = a_rows / 2;
+                    tma_load_3d_multicast(a + rank * (uint32_t)half * GEMM_ROW_BYTES,
+                                          g.swapped ? &m.a_small_half : &m.a_half, full, k,
+                                          g.row + (int32_t)rank * half, a_e, 3);
+                } else {
+                    tma_load_3d(a, g.swapped ? &m.a_small : &m.a, full, k, g.row, a_e);
+                }
+                if (share_b)
+                    tma_load_3d_multicast(b + rank * (uint32_t)(GEMM_BN / 2) * GEMM_ROW_BYTES,
+                                          &m.b_half, full, k, n0 + (int32_t)rank * (GEMM_BN / 2),
+                                          g.e, 3);
+                else
+                    tma_load_3d(b, &m.b, full, k, n0, g.e);
                 next_stage(stage, phase, p.stages);
             }
         }
@@ -372,7 +435,7 @@ static __device__ void produce_scales(const gemm_params &p, const gemm_smem &s) 
     int32_t total = s.prefix[p.experts];
     int stage = 0, pending = -1;
     uint32_t phase = 0;
-    for (int32_t t = blockIdx.x; t < total; t += gridDim.x) {
+    for (int32_t t = first_tile(p); t < total; t += tile_stride(p)) {
         gemm_tile g = find_tile(p, s, t);
         int64_t a_e = p.masked ? g.e : 0;
         const float *sa = p.sa + a_e * p.sa_e + (int64_t)g.row * p.sa_r;
@@ -439,14 +502,19 @@ template <> __device__ __forceinline__ uint32_t pack2<MOE_DTYPE_F16>(float lo, f
 
 /* One warp is done reading a stage. wgmma has finished (waited) in every lane first.
  * FP8: the lanes also read the stage's scales with ordinary loads, and each lane arrives
- * for its own reads, the per-thread ordering compute-sanitizer's racecheck follows. */
+ * for its own reads, the per-thread ordering compute-sanitizer's racecheck follows.
+ * Paired, the other CTA writes half of this stage's A too, so the warp also arrives on
+ * that CTA's barrier (once: its producer only waits for the stage to be free). */
 template <bool FP8> static __device__ __forceinline__ void release(const gemm_smem &s, int stage) {
-    if (FP8) {
-        mbar_arrive(s.empty + 8u * stage);
-        return;
+    uint32_t empty = s.empty + 8u * stage;
+    if (FP8) mbar_arrive(empty);
+    if (!FP8 || s.pair) {
+        __syncwarp();
+        if ((threadIdx.x & 31) == 0) {
+            if (!FP8) mbar_arrive(empty);
+            if (s.pair) mbar_arrive_cluster(empty, s.rank ^ 1u);
+        }
     }
-    __syncwarp();
-    if ((threadIdx.x & 31) == 0) mbar_arrive(s.empty + 8u * stage);
 }
 
 /* FP8, regular tile: waits for the next stage, reads its scales (the products
@@ -813,19 +881,28 @@ __global__ void __launch_bounds__(GEMM_THREADS, 1)
     s.count = s.start + p.experts;
     s.bounds = s.count + p.experts;
     s.reduce = (float *)(s.bounds + p.experts + 1);
+    s.pair = p.pair;
+    s.rank = p.pair ? cluster_rank() : 0u;
 
     if (threadIdx.x == 0) {
         for (int i = 0; i < p.stages; i++) {
-            /* FP8: the TMA thread's expect_tx arrival and one per scale-warp lane */
+            /* FP8: the TMA thread's expect_tx arrival and one per scale-warp lane. Empty:
+             * this CTA's consumers (FP8 per lane, else per warp) and, paired, one arrival
+             * per consumer warp of the other CTA */
             mbar_init(s.full + 8u * i, FP8 ? 33 : 1);
-            mbar_init(s.empty + 8u * i, GEMM_CONSUMER_WARPS * (FP8 ? 32 : 1));
+            mbar_init(s.empty + 8u * i,
+                      GEMM_CONSUMER_WARPS * ((FP8 ? 32 : 1) + (p.pair ? 1 : 0)));
         }
         mbar_init_fence();
         if (p.k_blocks > 0) {
             tma_prefetch_map(&maps.a);
             tma_prefetch_map(&maps.a_small);
+            if (p.pair) {
+                tma_prefetch_map(&maps.a_half);
+                tma_prefetch_map(&maps.a_small_half);
+            }
             tma_prefetch_map(&maps.b);
-            tma_prefetch_map(&maps.b_split);
+            tma_prefetch_map(&maps.b_half);
         }
     }
     /* launched with PDL (common.cuh): the table from the bounds as they are now, which
@@ -833,6 +910,7 @@ __global__ void __launch_bounds__(GEMM_THREADS, 1)
      * are read again and the table rebuilt if they changed. Everything else the kernel
      * reads or writes comes after the wait. */
     build_table(p, s); /* ends with __syncthreads: barriers and table are ready */
+    if (p.pair) cluster_sync(); /* and the other CTA's barriers, before any multicast */
     moe_pdl_wait();
     if (bounds_changed(p, s)) build_table(p, s);
     moe_pdl_release();
@@ -847,11 +925,16 @@ __global__ void __launch_bounds__(GEMM_THREADS, 1)
         int32_t total = s.prefix[p.experts];
         int stage = 0;
         uint32_t phase = 0;
-        for (int32_t t = blockIdx.x; t < total; t += gridDim.x) {
+        for (int32_t t = first_tile(p); t < total; t += tile_stride(p)) {
             gemm_tile g = find_tile(p, s, t);
             if (g.swapped) consume_small<FP8, OUT, FUSED>(p, s, g, wg - 1, stage, phase);
             else consume_tile<FP8, OUT, FUSED>(p, s, g, wg - 1, stage, phase);
         }
+    }
+    /* paired: the other CTA may still arrive on this one's barriers; stay until it is done */
+    if (p.pair) {
+        __syncwarp();
+        cluster_sync();
     }
 }
 
@@ -900,16 +983,40 @@ static moe_status encode_3d(const char *op, encode_fn encode, CUtensorMap *map, 
     return MOE_OK;
 }
 
+/* Launches one CTA per SM for up to `work` tile indices; paired, in clusters of two, as
+ * many clusters as the GPU can hold at once (SMs pair up within a GPC, so that may be
+ * fewer than half the SMs). */
 template <bool FP8, moe_dtype OUT, bool FUSED = false>
 static moe_status launch(const char *op, const gemm_maps *maps, const gemm_params *p,
-                         unsigned grid, size_t smem, cudaStream_t stream) {
-    cudaError_t e = cudaFuncSetAttribute(grouped_gemm_kernel<FP8, OUT, FUSED>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+                         int64_t work, int sm_count, size_t smem, cudaStream_t stream) {
+    void (*kernel)(const gemm_maps, const gemm_params) = grouped_gemm_kernel<FP8, OUT, FUSED>;
+    cudaError_t e =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess)
         return moe_fail(MOE_ERR_BACKEND, "%s: cudaFuncSetAttribute: %s", op, cudaGetErrorString(e));
+    int64_t ctas = p->pair ? sm_count / 2 : sm_count;
     moe_pdl_launch l;
-    moe_pdl_config(&l, grid, GEMM_THREADS, smem, stream, p->rows);
-    cudaLaunchKernelEx(&l.cfg, grouped_gemm_kernel<FP8, OUT, FUSED>, *maps, *p);
+    moe_pdl_config(&l, 1, GEMM_THREADS, smem, stream, p->rows);
+    cudaLaunchAttribute attrs[2] = {l.attr, cudaLaunchAttribute()};
+    if (p->pair) {
+        attrs[1].id = cudaLaunchAttributeClusterDimension;
+        attrs[1].val.clusterDim.x = 2;
+        attrs[1].val.clusterDim.y = 1;
+        attrs[1].val.clusterDim.z = 1;
+        l.cfg.attrs = attrs;
+        l.cfg.numAttrs = 2;
+        l.cfg.gridDim = dim3((unsigned)(2 * ctas));
+        int clusters = 0;
+        e = cudaOccupancyMaxActiveClusters(&clusters, kernel, &l.cfg);
+        if (e != cudaSuccess || clusters < 1)
+            return moe_fail(MOE_ERR_BACKEND, "%s: cudaOccupancyMaxActiveClusters: %s (%d)", op,
+                            cudaGetErrorString(e), clusters);
+        ctas = clusters;
+    }
+    if (ctas > work) ctas = work;
+    if (ctas < 1) ctas = 1;
+    l.cfg.gridDim = dim3((unsigned)(ctas << p->pair));
+    cudaLaunchKernelEx(&l.cfg, kernel, *maps, *p);
     return moe_cuda_launch_status(op);
 }
 
@@ -977,6 +1084,9 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
     int split = most_experts * ((n_b + GEMM_BN - 1) / GEMM_BN) <
                 (int64_t)GEMM_SPLIT_WAVES * st->sm_count;
     if (act && split) return MOE_OK; /* the caller runs the GEMM and the activation */
+    /* CTAs in pairs that share A (two n tiles of one m tile) wherever whole tiles are used
+     * and pair up */
+    int pair = !split && n_tiles % 2 == 0;
     size_t table = (size_t)(4 * experts + 2) * sizeof(int32_t) +
                    (split || act ? GEMM_REDUCE_FLOATS * sizeof(float) : 0);
     size_t fixed = 1024 /* alignment slack */ + (16 + GEMM_SCALE_BYTES) * GEMM_MAX_STAGES + table;
@@ -998,6 +1108,7 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
     p.rows = (int32_t)rows;
     p.n = (int32_t)n;
     p.n_tiles = (int32_t)n_tiles;
+    p.pair = pair;
     if (split)
         p.n_split_tiles = (int32_t)((n + GEMM_BN_SPLIT - 1) / GEMM_BN_SPLIT);
     p.k_blocks = (int32_t)(fp8 ? k / GEMM_SCALE_BLOCK : (k + 63) / 64);
@@ -1047,26 +1158,31 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
                           GEMM_BM, "a"));
         MOE_TRY(encode_3d(op, encode, &maps.a_small, fp8, a->data, k, rows, a_count, a_row,
                           a_outer, GEMM_SMALL, "a"));
+        if (pair) {
+            MOE_TRY(encode_3d(op, encode, &maps.a_half, fp8, a->data, k, rows, a_count, a_row,
+                              a_outer, GEMM_BM / 2, "a"));
+            MOE_TRY(encode_3d(op, encode, &maps.a_small_half, fp8, a->data, k, rows, a_count,
+                              a_row, a_outer, GEMM_SMALL / 2, "a"));
+        }
         MOE_TRY(encode_3d(op, encode, &maps.b, fp8, b->data, k, n_b, experts,
                           b->stride[1] * es, b->stride[0] * es, GEMM_BN, "b"));
-        MOE_TRY(encode_3d(op, encode, &maps.b_split, fp8, b->data, k, n_b, experts,
+        MOE_TRY(encode_3d(op, encode, &maps.b_half, fp8, b->data, k, n_b, experts,
                           b->stride[1] * es, b->stride[0] * es, GEMM_BN_SPLIT, "b"));
     }
 
-    int64_t bound = m_bound * n_tiles;
-    unsigned grid = (unsigned)(bound < st->sm_count ? bound : st->sm_count);
-    if (grid < 1) grid = 1;
+    int64_t work = m_bound * n_tiles; /* tile indices at most */
+    int sms = st->sm_count;
     cudaStream_t s = moe_cuda_stream(stream);
     *done = 1;
-    if (act) return launch<true, MOE_DTYPE_BF16, true>(op, &maps, &p, grid, smem, s);
+    if (act) return launch<true, MOE_DTYPE_BF16, true>(op, &maps, &p, work, sms, smem, s);
     if (fp8) {
         if (d->dtype == MOE_DTYPE_BF16)
-            return launch<true, MOE_DTYPE_BF16>(op, &maps, &p, grid, smem, s);
-        return launch<true, MOE_DTYPE_F16>(op, &maps, &p, grid, smem, s);
+            return launch<true, MOE_DTYPE_BF16>(op, &maps, &p, work, sms, smem, s);
+        return launch<true, MOE_DTYPE_F16>(op, &maps, &p, work, sms, smem, s);
     }
     if (d->dtype == MOE_DTYPE_BF16)
-        return launch<false, MOE_DTYPE_BF16>(op, &maps, &p, grid, smem, s);
-    return launch<false, MOE_DTYPE_F16>(op, &maps, &p, grid, smem, s);
+        return launch<false, MOE_DTYPE_BF16>(op, &maps, &p, work, sms, smem, s);
+    return launch<false, MOE_DTYPE_F16>(op, &maps, &p, work, sms, smem, s);
 }
 
 extern "C" moe_status moe_cuda_grouped_gemm_workspace_size(moe_context *ctx, int32_t num_experts,

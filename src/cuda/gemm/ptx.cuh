@@ -34,16 +34,32 @@ static __device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint3
                  : "memory");
 }
 
-/* Spins until the phase of the given parity has completed. */
-static __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-    asm volatile("{\n"
-                 ".reg .pred done;\n"
-                 "WAIT:\n"
-                 "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-                 "@!done bra WAIT;\n"
-                 "}\n" ::"r"(bar),
-                 "r"(parity)
+/* Arrives on the barrier at the same shared-memory offset in CTA `rank` of the cluster.
+ * Default semantics (release at CTA scope): .release.cluster compiles to MEMBAR.ALL.GPU,
+ * a full fence per arrival, and buys nothing here, where the reads this arrival vouches
+ * for are wgmma's, already complete (waited on) when the thread arrives. */
+static __device__ __forceinline__ void mbar_arrive_cluster(uint32_t bar, uint32_t rank) {
+    asm volatile("{\n.reg .b32 remote;\n"
+                 "mapa.shared::cluster.u32 remote, %0, %1;\n"
+                 "mbarrier.arrive.shared::cluster.b64 _, [remote];\n}\n" ::"r"(bar),
+                 "r"(rank)
                  : "memory");
+}
+
+/* Spins until the phase of the given parity has completed: SEM is the wait's semantics
+ * ("" for the default acquire at CTA scope). */
+#define MBAR_TRY_WAIT_LOOP(SEM)                                                            \
+    "{\n.reg .pred done;\nWAIT:\nmbarrier.try_wait.parity" SEM                             \
+    ".shared::cta.b64 done, [%0], %1;\n@!done bra WAIT;\n}\n"
+
+static __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+    asm volatile(MBAR_TRY_WAIT_LOOP("") ::"r"(bar), "r"(parity) : "memory");
+}
+
+/* The same for a barrier that other CTAs of the cluster arrive on (the ring's "empty" ones
+ * when A is multicast): acquire at cluster scope pairs with their release. */
+static __device__ __forceinline__ void mbar_wait_cluster(uint32_t bar, uint32_t parity) {
+    asm volatile(MBAR_TRY_WAIT_LOOP(".acquire.cluster") ::"r"(bar), "r"(parity) : "memory");
 }
 
 /* ---------------------------------------------------------------- TMA */
@@ -59,6 +75,17 @@ static __device__ __forceinline__ void tma_load_3d(uint32_t dst, const void *map
     asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
                  " [%0], [%1, {%2, %3, %4}], [%5];" ::"r"(dst),
                  "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+                 : "memory");
+}
+
+/* The same box into shared memory at dst in every CTA of the cluster whose bit is set in
+ * cta_mask, completing its bytes on the barrier at the same offset in each of them. */
+static __device__ __forceinline__ void tma_load_3d_multicast(uint32_t dst, const void *map,
+                                                             uint32_t bar, int32_t c0, int32_t c1,
+                                                             int32_t c2, uint16_t cta_mask) {
+    asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
+                 ".multicast::cluster [%0], [%1, {%2, %3, %4}], [%5], %6;" ::"r"(dst),
+                 "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(bar), "h"(cta_mask)
                  : "memory");
 }
 
@@ -78,6 +105,20 @@ static __device__ __forceinline__ void cp_async_commit(void) {
 /* Waits until at most N of this thread's newest cp.async groups are still in flight. */
 template <int N> static __device__ __forceinline__ void cp_async_wait(void) {
     asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+/* ---------------------------------------------------------------- clusters */
+
+static __device__ __forceinline__ uint32_t cluster_rank(void) {
+    uint32_t r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+    return r;
+}
+
+/* Every thread of every CTA of the cluster: arrive, then wait for all the others. */
+static __device__ __forceinline__ void cluster_sync(void) {
+    asm volatile("barrier.cluster.arrive.release.aligned;\n"
+                 "barrier.cluster.wait.acquire.aligned;" ::: "memory");
 }
 
 /* ---------------------------------------------------------------- registers */
