@@ -330,30 +330,42 @@ static void test_cuda_gemm_bf16(void) {
     run_all(&p, "bf16 masked");
 }
 
-/* Calls with enough whole tiles (min(E, rows) x N / 128 >= 3 waves of 132 SMs) and an even
- * number of n tiles run in clusters of two CTAs: two m tiles of an expert share each B tile
- * (the second one also short, swapped or one-warpgroup), an odd last m tile is taken as
- * two n tiles sharing its A tile. Every tile kind, both layouts, both input types, and an
- * odd number of n tiles (unpaired) for contrast. */
+/* Rows past the last expert that bring R to at least 64 rows an expert, the average from
+ * which the kernel pairs CTAs: rows of no expert, as in the layer's padded layout. */
+static int64_t tail_to_pair(const int32_t *counts, int64_t experts) {
+    int64_t sum = 0;
+    for (int64_t e = 0; e < experts; e++) sum += counts[e];
+    return sum < 64 * experts ? 64 * experts - sum : 1;
+}
+
+/* Calls with enough whole tiles (min(E, rows) x N / 128 >= 3 waves of 132 SMs), an even
+ * number of n tiles and at least 64 rows an expert on average run in clusters of two CTAs:
+ * two m tiles of an expert share each B tile (the second one also short: swapped or
+ * one-warpgroup), an odd last m tile is taken as two n tiles sharing its A tile. Every
+ * tile kind, both layouts, both input types; and, unpaired for contrast, few rows an
+ * expert and an odd number of n tiles. */
 static void test_cuda_gemm_paired_tiles(void) {
     moe_context *gpu = test_gpu();
     if (!gpu) return;
     const int32_t edges[] = {0, 1, 31, 32, 33, 64, 65, 127, 128, 129, 161, 0, 300};
-    int32_t counts[64];
-    for (int e = 0; e < 64; e++)
-        counts[e] = e < (int)(sizeof edges / sizeof edges[0]) ? edges[e]
-                                                               : (int32_t)rng_int(0, 40);
-    contiguous("paired E=64 N=1024 K=256", 1, 64, 1024, 256, counts, 2, 3);
-    contiguous("unpaired (7 n tiles) E=64 N=896 K=128", 1, 64, 896, 128, counts, 0, 1);
-    contiguous("bf16 paired E=64 N=1024 K=200", 0, 64, 1024, 200, counts, 1, 0);
+    const int n_edges = (int)(sizeof edges / sizeof edges[0]);
+    int32_t few[64], many[40];
+    for (int e = 0; e < 64; e++) few[e] = e < n_edges ? edges[e] : (int32_t)rng_int(0, 40);
+    for (int e = 0; e < 40; e++) many[e] = e < n_edges ? edges[e] : (int32_t)rng_int(0, 130);
+    contiguous("unpaired, few rows an expert: E=64 N=1024", 1, 64, 1024, 256, few, 2, 3);
+    contiguous("unpaired, 7 n tiles: E=64 N=896", 1, 64, 896, 128, few, 0, 1);
+    contiguous("paired E=40 N=1280 K=128", 1, 40, 1280, 128, many, 2, tail_to_pair(many, 40));
     /* counts < 0, 0, > C, C, two m tiles with a swapped second, one tile */
     int32_t masked_counts[40] = {-5, 0, 170, 160, 129, 33};
     for (int e = 6; e < 40; e++) masked_counts[e] = (int32_t)rng_int(0, 40);
     gproblem p = make(1, 1, 40, 1280, 128, 160, masked_counts);
     run_all(&p, "masked paired E=40 C=160 N=1280");
     if (!test_quick()) {
-        draw_counts(counts, 64, 400, SKEWED);
-        contiguous("paired skewed E=64 N=1024 K=384", 1, 64, 1024, 384, counts, 0, 0);
+        contiguous("bf16 paired E=40 N=1280 K=200", 0, 40, 1280, 200, many, 1,
+                   tail_to_pair(many, 40));
+        draw_counts(few, 64, 400, SKEWED);
+        contiguous("paired skewed E=64 N=1024 K=384", 1, 64, 1024, 384, few, 0,
+                   tail_to_pair(few, 64));
     }
 }
 

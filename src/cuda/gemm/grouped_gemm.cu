@@ -58,8 +58,8 @@
  * experts have a short last tile, so without both rules a third of the tensor work was
  * padding.
  *
- * Pairs. Where whole tiles are used (no split tiles) and N has an even number of 128-column
- * tiles, CTAs run in clusters of two and a tile index names two tiles that share an
+ * Pairs. Where whole tiles are used (no split tiles), N has an even number of 128-column
+ * tiles and experts average at least 64 rows, CTAs run in clusters of two and a tile index names two tiles that share an
  * operand: m tiles 2i and 2i + 1 of an expert with the same n tile share its B tile (rank
  * 0 takes 2i, rank 1 2i + 1), and an expert's odd last m tile is taken as pairs of n tiles
  * 2u, 2u + 1 that share its A tile. Each CTA loads half of the shared tile's rows by TMA
@@ -1084,9 +1084,14 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
     int split = most_experts * ((n_b + GEMM_BN - 1) / GEMM_BN) <
                 (int64_t)GEMM_SPLIT_WAVES * st->sm_count;
     if (act && split) return MOE_OK; /* the caller runs the GEMM and the activation */
-    /* CTAs in pairs that share A (two n tiles of one m tile) wherever whole tiles are used
-     * and pair up */
-    int pair = !split && n_tiles % 2 == 0;
+    /* CTAs in pairs wherever whole tiles are used, the n tiles pair up, and experts average
+     * at least half a tile of rows (the masked layout: capacity). Pairs pay where experts
+     * have several m tiles that then share B; where nearly every expert has one short
+     * tile, only A (a few KiB a stage) is shared and the lock step costs more than it
+     * saves: DeepSeek-V3's layer at T = 512 (16 rows an expert) was 1.5% slower paired
+     * (bench/NOTES.md). */
+    int64_t rows_per_expert = masked ? rows : rows / (experts > 0 ? experts : 1);
+    int pair = !split && n_tiles % 2 == 0 && rows_per_expert >= GEMM_BM / 2;
     size_t table = (size_t)(4 * experts + 2) * sizeof(int32_t) +
                    (split || act ? GEMM_REDUCE_FLOATS * sizeof(float) : 0);
     size_t fixed = 1024 /* alignment slack */ + (16 + GEMM_SCALE_BYTES) * GEMM_MAX_STAGES + table;
