@@ -180,6 +180,13 @@ int64_t rng_int(int64_t lo, int64_t hi) {
     return lo + (int64_t)(rng_u64() % (uint64_t)(hi - lo + 1));
 }
 
+void draw_counts(int32_t *counts, int64_t experts, int64_t max, int shape) {
+    int64_t hot = experts / 3;
+    for (int64_t e = 0; e < experts; e++)
+        counts[e] = (int32_t)(shape == COUNTS_UNIFORM ? rng_int(0, max)
+                                                      : e == hot ? max : rng_int(0, 2));
+}
+
 /* ---------------------------------------------------------------- contexts, running */
 
 static moe_context *cpu_ctx;

@@ -67,6 +67,11 @@ double rng_uniform(double lo, double hi); /* [lo, hi) */
 double rng_normal(void);                  /* N(0, 1) */
 int64_t rng_int(int64_t lo, int64_t hi);  /* [lo, hi] */
 
+/* Rows per expert for the grouped-GEMM tests: uniform in [0, max], or skewed (expert E/3
+ * gets max, the others 0..2). Zeros and ones occur in both. */
+enum { COUNTS_UNIFORM, COUNTS_SKEWED };
+void draw_counts(int32_t *counts, int64_t experts, int64_t max, int shape);
+
 /* Memory freed automatically after the current test. test_alloc poisons it with 0xFF
  * bytes (NaN in every float format, 0xFF..: -1 in i32, so int outputs use test_poison). */
 void *test_alloc(size_t bytes);

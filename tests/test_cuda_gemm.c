@@ -240,15 +240,6 @@ static void run_all(gproblem *p, const char *name) {
 
 /* ------------------------------------------------------------------ row counts */
 
-enum { UNIFORM, SKEWED };
-
-/* uniform in [0, max], or skewed: expert E/3 gets max rows, the others 0..2 */
-static void draw_counts(int32_t *counts, int64_t experts, int64_t max, int shape) {
-    for (int64_t e = 0; e < experts; e++)
-        counts[e] = (int32_t)(shape == UNIFORM ? rng_int(0, max)
-                                               : e == experts / 3 ? max : rng_int(0, 2));
-}
-
 /* A contiguous problem: head rows before the first expert and tail rows after the last
  * belong to no one. */
 static void contiguous(const char *name, int fp8, int64_t experts, int64_t n, int64_t k,
@@ -284,10 +275,10 @@ static void test_cuda_gemm_fp8_contiguous(void) {
     contiguous("tile edges", 1, 6, 256, 256, edges, 1, 2);
     contiguous("short last tiles", 1, 5, 256, 384, tails, 2, 1);
     contiguous("decode experts, odd K blocks", 1, 3, 384, 384, decode, 1, 1);
-    contiguous_random("E=4 uniform 0..200", 1, 4, 512, 256, 200, UNIFORM, 2, 3);
-    contiguous_random("E=8 skewed 1024", 1, 8, 256, 128, 1024, SKEWED, 0, 0);
-    contiguous_random("E=64 uniform 0..40", 1, 64, 128, 256, 40, UNIFORM, 0, 1);
-    contiguous_random("E=256 uniform 0..6", 1, 256, 128, 128, 6, UNIFORM, 0, 0);
+    contiguous_random("E=4 uniform 0..200", 1, 4, 512, 256, 200, COUNTS_UNIFORM, 2, 3);
+    contiguous_random("E=8 skewed 1024", 1, 8, 256, 128, 1024, COUNTS_SKEWED, 0, 0);
+    contiguous_random("E=64 uniform 0..40", 1, 64, 128, 256, 40, COUNTS_UNIFORM, 0, 1);
+    contiguous_random("E=256 uniform 0..6", 1, 256, 128, 128, 6, COUNTS_UNIFORM, 0, 0);
 }
 
 /* DeepSeek-V3's expert shapes with a few rows per expert, and a long K on full tiles. */
@@ -318,8 +309,8 @@ static void test_cuda_gemm_bf16(void) {
     moe_context *gpu = test_gpu();
     if (!gpu) return;
     int32_t one[1] = {1}, some[3] = {0, 70, 2}, pair[2] = {2, 3};
-    contiguous_random("bf16 E=5 N=72 K=200", 0, 5, 72, 200, 30, UNIFORM, 1, 2);
-    contiguous_random("bf16 E=8 N=256 K=256", 0, 8, 256, 256, 150, UNIFORM, 0, 1);
+    contiguous_random("bf16 E=5 N=72 K=200", 0, 5, 72, 200, 30, COUNTS_UNIFORM, 1, 2);
+    contiguous_random("bf16 E=8 N=256 K=256", 0, 8, 256, 256, 150, COUNTS_UNIFORM, 0, 1);
     contiguous("bf16 N=K=8 M=1", 0, 1, 8, 8, one, 0, 0);
     contiguous("bf16 N=136 K=8", 0, 3, 136, 8, some, 0, 1);
     contiguous("bf16 K=0 writes zeros", 0, 2, 16, 0, pair, 0, 1);
@@ -363,7 +354,7 @@ static void test_cuda_gemm_paired_tiles(void) {
     if (!test_quick()) {
         contiguous("bf16 paired E=40 N=1280 K=200", 0, 40, 1280, 200, many, 1,
                    tail_to_pair(many, 40));
-        draw_counts(few, 64, 400, SKEWED);
+        draw_counts(few, 64, 400, COUNTS_SKEWED);
         contiguous("paired skewed E=64 N=1024 K=384", 1, 64, 1024, 384, few, 0,
                    tail_to_pair(few, 64));
     }
@@ -519,11 +510,11 @@ static void test_cuda_gemm_silu_quant_fused(void) {
                                                                : (int32_t)rng_int(0, 150);
     fused_case("E=64 I=1024 K=256 col-major", 64, 1024, 256, counts, 3, 5, MOE_SCALES_COL_MAJOR,
                0, 1);
-    draw_counts(counts, 64, 700, SKEWED);
+    draw_counts(counts, 64, 700, COUNTS_SKEWED);
     fused_case("E=64 I=1024 K=128 skewed row-major ue8m0", 64, 1024, 128, counts, 0, 0,
                MOE_SCALES_ROW_MAJOR, 1, 1);
     if (!test_quick()) {
-        draw_counts(counts, 16, 200, UNIFORM);
+        draw_counts(counts, 16, 200, COUNTS_UNIFORM);
         fused_case("E=16 I=2048 K=2048", 16, 2048, 2048, counts, 0, 2, MOE_SCALES_COL_MAJOR, 0,
                    1);
     }

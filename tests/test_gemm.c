@@ -324,16 +324,6 @@ static void run_all_variants(const problem *p, const char *name) {
 
 /* ------------------------------------------------------------------ row counts */
 
-enum { UNIFORM, SKEWED };
-
-/* counts[e] for each expert: uniform in [0, max], or skewed (expert 'hot' gets max, the
- * others 0..2). Zeros and ones occur in both. */
-static void draw_counts(int32_t *counts, int64_t experts, int64_t max, int shape) {
-    int64_t hot = experts / 3;
-    for (int64_t e = 0; e < experts; e++)
-        counts[e] = (int32_t)(shape == UNIFORM ? rng_int(0, max) : e == hot ? max
-                                                                            : rng_int(0, 2));
-}
 
 /* offsets from counts, starting at head; returns offsets[E]. */
 static int64_t offsets_from(const int32_t *counts, int64_t experts, int32_t head,
@@ -368,9 +358,9 @@ static void test_fp8_contiguous(void) {
     contiguous_case("E=1 M=300", 1, 1, 256, 384, big, 0, 0);
     contiguous_case("one expert of four has rows", 1, 4, 512, 128, lonely, 0, 5);
     contiguous_case("no rows at all", 1, 3, 128, 256, none, 0, 4);
-    contiguous_random("E=8 uniform, head rows", 1, 8, 384, 256, 40, UNIFORM, 2, 3);
-    contiguous_random("E=40 uniform 0..6", 1, 40, 128, 128, 6, UNIFORM, 0, 1);
-    contiguous_random("E=16 skewed", 1, 16, 256, 512, 200, SKEWED, 0, 0);
+    contiguous_random("E=8 uniform, head rows", 1, 8, 384, 256, 40, COUNTS_UNIFORM, 2, 3);
+    contiguous_random("E=40 uniform 0..6", 1, 40, 128, 128, 6, COUNTS_UNIFORM, 0, 1);
+    contiguous_random("E=16 skewed", 1, 16, 256, 512, 200, COUNTS_SKEWED, 0, 0);
 }
 
 /* DeepSeek-V3's hidden size as K: 56 scale blocks per row. */
@@ -393,7 +383,7 @@ static void test_fp8_masked(void) {
 
 static void test_bf16(void) {
     int32_t one[1] = {1}, some[3] = {0, 70, 2}, pair[2] = {2, 3};
-    contiguous_random("bf16 E=5 N=72 K=200", 0, 5, 72, 200, 30, UNIFORM, 1, 2);
+    contiguous_random("bf16 E=5 N=72 K=200", 0, 5, 72, 200, 30, COUNTS_UNIFORM, 1, 2);
     contiguous_case("bf16 N=K=8 M=1", 0, 1, 8, 8, one, 0, 0);
     contiguous_case("bf16 K=8", 0, 3, 136, 8, some, 0, 1);
     contiguous_case("bf16 K=0 writes zeros", 0, 2, 16, 0, pair, 0, 1);
