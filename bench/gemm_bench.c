@@ -4,16 +4,16 @@
  * 4 x 8192 rows; masked 1x1024, 2x512, 4x256 through moe_grouped_gemm_masked).
  *
  * Per case: median of ITERS calls, each timed alone with CUDA events after a 256 MB read
- * that flushes L2 (bench/l2_flush.cu); TFLOP/s over 2*M*N*K; GB/s over the bytes that must move once (A and its
- * scales, the active experts' weights and scales, the output); the floor
+ * that flushes L2 (bench/bench_gpu.cu); TFLOP/s over 2*M*N*K; GB/s over the bytes that
+ * must move once (A and its scales, the active experts' weights and scales, the output);
+ * the floor
  * max(bytes / read bandwidth, flops / dense tensor rate) and the share of it reached.
- * The read bandwidth (a grid-stride read kernel over 4 GiB) and the copy bandwidth
- * (cudaMemcpy D2D, read + written) are measured in the same run.
+ * The read bandwidth (a read-only kernel over 2 GiB) and the copy bandwidth (cudaMemcpy
+ * D2D, read + written) are measured in the same run (bench/bench_gpu.cu).
  *
  * Writes JSON to argv[1] (default gemm_libmoe.json), rewritten after every case so a run
  * cut short still leaves a valid file. Each case carries the per-expert row counts it used:
  * bench/torch_gemm.py reads them, so torch is timed on exactly the same routing. */
-#include <cuda.h>
 #include <cuda_runtime_api.h>
 #include <math.h>
 #include <stdarg.h>
@@ -21,17 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "l2_flush.h"
+#include "bench_gpu.h"
 #include "moe.h"
-
-#define CK(x)                                                                       \
-    do {                                                                            \
-        cudaError_t e_ = (x);                                                       \
-        if (e_ != cudaSuccess) {                                                    \
-            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            exit(1);                                                                \
-        }                                                                           \
-    } while (0)
 
 enum { EXPERTS = 256, TOPK = 8, ITERS = 30, WARMUP = 2, MAX_CASE_EXPERTS = 256 };
 
@@ -97,18 +88,8 @@ static void make_chunks(void) {
     free(h);
 }
 
-static void *dev_alloc(size_t bytes) {
-    void *p = NULL;
-    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 16);
-    if (e != cudaSuccess) {
-        fprintf(stderr, "cudaMalloc(%zu bytes): %s\n", bytes, cudaGetErrorString(e));
-        exit(1);
-    }
-    return p;
-}
-
 static void *dev_random(size_t bytes, enum fill_kind kind) {
-    void *d = dev_alloc(bytes);
+    void *d = moe_bench_dev_alloc(bytes);
     for (size_t o = 0; o < bytes; o += CHUNK) {
         size_t n = bytes - o < CHUNK ? bytes - o : CHUNK;
         CK(cudaMemcpy((char *)d + o, chunk_dev[kind], n, cudaMemcpyDeviceToDevice));
@@ -166,161 +147,6 @@ static float elapsed_ms(void) {
     CK(cudaEventSynchronize(ev1));
     CK(cudaEventElapsedTime(&ms, ev0, ev1));
     return ms;
-}
-
-static double copy_bandwidth(void) {
-    size_t bytes = 2ull << 30;
-    void *a = dev_alloc(bytes), *b = dev_alloc(bytes);
-    CK(cudaMemset(a, 1, bytes));
-    float best = 1e30f;
-    for (int i = 0; i < 10; i++) {
-        CK(cudaEventRecord(ev0, 0));
-        CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, 0));
-        CK(cudaEventRecord(ev1, 0));
-        float ms = elapsed_ms();
-        if (i >= 2 && ms < best) best = ms;
-    }
-    CK(cudaFree(a));
-    CK(cudaFree(b));
-    return 2.0 * (double)bytes / (best * 1e-3) / 1e9; /* read + written */
-}
-
-/* A read-only kernel over n 16-byte words (n a multiple of 4): thread i of a grid-stride
- * loop XORs words i, i + n/4, i + n/2 and i + 3n/4 (four independent loads in flight) and
- * stores the result only if it equals a constant, so the loads stay but nothing is
- * written. PTX so this C program needs no CUDA compiler; loaded through the driver entry
- * points the runtime hands out, as the library does for cuTensorMapEncodeTiled (no link
- * against libcuda). */
-static const char read_ptx[] =
-    ".version 7.8\n"
-    ".target sm_90\n"
-    ".address_size 64\n"
-    ".visible .entry read_xor(.param .u64 p_src, .param .u64 p_n, .param .u64 p_out)\n"
-    "{\n"
-    "    .reg .pred %p<3>;\n"
-    "    .reg .b32 %r<25>;\n"
-    "    .reg .b64 %rd<11>;\n"
-    "    ld.param.u64 %rd1, [p_src];\n"
-    "    ld.param.u64 %rd2, [p_n];\n"
-    "    ld.param.u64 %rd3, [p_out];\n"
-    "    cvta.to.global.u64 %rd1, %rd1;\n"
-    "    cvta.to.global.u64 %rd3, %rd3;\n"
-    "    shr.u64 %rd2, %rd2, 2;\n"
-    "    shl.b64 %rd9, %rd2, 4;\n"
-    "    mov.u32 %r1, %ctaid.x;\n"
-    "    mov.u32 %r2, %ntid.x;\n"
-    "    mov.u32 %r3, %tid.x;\n"
-    "    mov.u32 %r4, %nctaid.x;\n"
-    "    mul.wide.u32 %rd4, %r1, %r2;\n"
-    "    cvt.u64.u32 %rd5, %r3;\n"
-    "    add.u64 %rd4, %rd4, %rd5;\n"
-    "    mul.wide.u32 %rd6, %r4, %r2;\n"
-    "    mov.b32 %r5, 0;\n"
-    "    mov.b32 %r6, 0;\n"
-    "    mov.b32 %r7, 0;\n"
-    "    mov.b32 %r8, 0;\n"
-    "    setp.ge.u64 %p1, %rd4, %rd2;\n"
-    "    @%p1 bra DONE;\n"
-    "LOOP:\n"
-    "    shl.b64 %rd7, %rd4, 4;\n"
-    "    add.u64 %rd8, %rd1, %rd7;\n"
-    "    ld.global.nc.v4.u32 {%r9, %r10, %r11, %r12}, [%rd8];\n"
-    "    add.u64 %rd8, %rd8, %rd9;\n"
-    "    ld.global.nc.v4.u32 {%r13, %r14, %r15, %r16}, [%rd8];\n"
-    "    add.u64 %rd8, %rd8, %rd9;\n"
-    "    ld.global.nc.v4.u32 {%r17, %r18, %r19, %r20}, [%rd8];\n"
-    "    add.u64 %rd8, %rd8, %rd9;\n"
-    "    ld.global.nc.v4.u32 {%r21, %r22, %r23, %r24}, [%rd8];\n"
-    "    xor.b32 %r5, %r5, %r9;\n"
-    "    xor.b32 %r6, %r6, %r10;\n"
-    "    xor.b32 %r7, %r7, %r11;\n"
-    "    xor.b32 %r8, %r8, %r12;\n"
-    "    xor.b32 %r5, %r5, %r13;\n"
-    "    xor.b32 %r6, %r6, %r14;\n"
-    "    xor.b32 %r7, %r7, %r15;\n"
-    "    xor.b32 %r8, %r8, %r16;\n"
-    "    xor.b32 %r5, %r5, %r17;\n"
-    "    xor.b32 %r6, %r6, %r18;\n"
-    "    xor.b32 %r7, %r7, %r19;\n"
-    "    xor.b32 %r8, %r8, %r20;\n"
-    "    xor.b32 %r5, %r5, %r21;\n"
-    "    xor.b32 %r6, %r6, %r22;\n"
-    "    xor.b32 %r7, %r7, %r23;\n"
-    "    xor.b32 %r8, %r8, %r24;\n"
-    "    add.u64 %rd4, %rd4, %rd6;\n"
-    "    setp.lt.u64 %p1, %rd4, %rd2;\n"
-    "    @%p1 bra LOOP;\n"
-    "DONE:\n"
-    "    xor.b32 %r5, %r5, %r6;\n"
-    "    xor.b32 %r5, %r5, %r7;\n"
-    "    xor.b32 %r5, %r5, %r8;\n"
-    "    setp.ne.u32 %p2, %r5, 2134552341;\n"
-    "    @%p2 bra END;\n"
-    "    st.global.u32 [%rd3], %r5;\n"
-    "END:\n"
-    "    ret;\n"
-    "}\n";
-
-typedef CUresult (*load_data_fn)(CUmodule *, const void *);
-typedef CUresult (*get_function_fn)(CUfunction *, CUmodule, const char *);
-typedef CUresult (*launch_kernel_fn)(CUfunction, unsigned, unsigned, unsigned, unsigned,
-                                     unsigned, unsigned, unsigned, CUstream, void **, void **);
-typedef CUresult (*unload_fn)(CUmodule);
-
-static void *driver_fn(const char *name) {
-    void *fn = NULL;
-    enum cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
-    if (cudaGetDriverEntryPointByVersion(name, &fn, 12000, cudaEnableDefault, &q) != cudaSuccess ||
-        q != cudaDriverEntryPointSuccess) {
-        cudaGetLastError();
-        return NULL;
-    }
-    return fn;
-}
-
-/* Read bandwidth in GB/s (best of 8 runs over 4 GiB), or 0 with *why set on failure. */
-static double read_bandwidth(int sm_count, const char **why) {
-    load_data_fn load = (load_data_fn)driver_fn("cuModuleLoadData");
-    get_function_fn get = (get_function_fn)driver_fn("cuModuleGetFunction");
-    launch_kernel_fn launch = (launch_kernel_fn)driver_fn("cuLaunchKernel");
-    unload_fn unload = (unload_fn)driver_fn("cuModuleUnload");
-    if (!load || !get || !launch || !unload) {
-        *why = "driver entry points not found";
-        return 0.0;
-    }
-    CUmodule mod;
-    CUfunction fn;
-    if (load(&mod, read_ptx) != CUDA_SUCCESS) {
-        *why = "cuModuleLoadData failed on the read kernel's PTX";
-        return 0.0;
-    }
-    if (get(&fn, mod, "read_xor") != CUDA_SUCCESS) {
-        unload(mod);
-        *why = "cuModuleGetFunction failed";
-        return 0.0;
-    }
-    size_t bytes = 4ull << 30;
-    void *src = dev_alloc(bytes), *out = dev_alloc(16);
-    CK(cudaMemset(src, 1, bytes));
-    CUdeviceptr src_p = (CUdeviceptr)(uintptr_t)src, out_p = (CUdeviceptr)(uintptr_t)out;
-    unsigned long long n16 = bytes / 16;
-    void *args[] = {&src_p, &n16, &out_p};
-    /* two 1024-thread blocks per SM: all resident at once (31 registers), 64 B each in flight */
-    unsigned blocks = 2u * (unsigned)sm_count;
-    float best = 1e30f;
-    for (int i = 0; i < 10 && !*why; i++) {
-        CK(cudaEventRecord(ev0, 0));
-        if (launch(fn, blocks, 1, 1, 1024, 1, 1, 0, NULL, args, NULL) != CUDA_SUCCESS)
-            *why = "cuLaunchKernel failed";
-        CK(cudaEventRecord(ev1, 0));
-        float ms = elapsed_ms();
-        if (i >= 2 && ms < best) best = ms;
-    }
-    CK(cudaDeviceSynchronize());
-    CK(cudaFree(src));
-    CK(cudaFree(out));
-    unload(mod);
-    return *why ? 0.0 : (double)bytes / (best * 1e-3) / 1e9;
 }
 
 /* ---------------------------------------------------------------- JSON */
@@ -491,7 +317,7 @@ static void run_case(moe_context *ctx, int fp8, const shape *sh, weights *w,
     int64_t r4 = ((c->masked ? c->cap : m) + 3) / 4 * 4;
     void *a = dev_random((size_t)(a_rows * k) * es, fp8 ? FILL_E4M3 : FILL_BF16);
     void *sa = fp8 ? dev_random((size_t)((c->masked ? e : 1) * kb * r4) * 4, FILL_SCALE) : NULL;
-    void *d = dev_alloc((size_t)(a_rows * n) * 2);
+    void *d = moe_bench_dev_alloc((size_t)(a_rows * n) * 2);
     /* offsets [E+1] (contiguous) or counts [E] (masked), on the device before timing */
     int32_t idx_h[MAX_CASE_EXPERTS + 1];
     int64_t idx_n = c->masked ? e : e + 1;
@@ -500,7 +326,7 @@ static void run_case(moe_context *ctx, int fp8, const shape *sh, weights *w,
         if (c->masked) idx_h[i] = c->counts[i];
         else idx_h[i + 1] = idx_h[i] + c->counts[i];
     }
-    void *idx = dev_alloc((size_t)idx_n * 4);
+    void *idx = moe_bench_dev_alloc((size_t)idx_n * 4);
     CK(cudaMemcpy(idx, idx_h, (size_t)idx_n * 4, cudaMemcpyHostToDevice));
 
     moe_dtype in = fp8 ? MOE_DTYPE_E4M3 : MOE_DTYPE_BF16;
@@ -523,7 +349,7 @@ static void run_case(moe_context *ctx, int fp8, const shape *sh, weights *w,
         fprintf(stderr, "workspace size: %s\n", moe_last_error());
         exit(1);
     }
-    g.ws = g.ws_bytes ? dev_alloc(g.ws_bytes) : NULL;
+    g.ws = g.ws_bytes ? moe_bench_dev_alloc(g.ws_bytes) : NULL;
 
     double us = time_call(&g);
     const char *err = us < 0 ? moe_last_error() : NULL;
@@ -588,13 +414,12 @@ int main(int argc, char **argv) {
     CK(cudaEventCreate(&ev0));
     CK(cudaEventCreate(&ev1));
 
-    double copy_gbps = copy_bandwidth();
-    const char *why = NULL;
-    read_gbps = read_bandwidth(prop.multiProcessorCount, &why);
-    const char *read_source = "grid-stride read kernel over 4 GiB, best of 8";
-    if (why) {
-        fprintf(stderr, "read bandwidth not measured (%s): using %.0f GB/s\n", why,
-                FALLBACK_READ_GBPS);
+    double copy_gbps = moe_bench_copy_bandwidth() / 1e9;
+    read_gbps = moe_bench_read_bandwidth() / 1e9;
+    int measured = read_gbps > 0.0;
+    const char *read_source = "read kernel over 2 GiB, best of 10 (bench/bench_gpu.cu)";
+    if (!measured) {
+        fprintf(stderr, "read bandwidth not measured: using %.0f GB/s\n", FALLBACK_READ_GBPS);
         read_gbps = FALLBACK_READ_GBPS;
         read_source = "docs/ANCHORS.md (the read kernel failed)";
     }
@@ -607,7 +432,7 @@ int main(int argc, char **argv) {
     write_json();
     printf("%s: read %.0f GB/s (%s), copy %.0f GB/s (read + written); floor = max(bytes / "
            "read, flops / dense %.0f fp8, %.0f bf16 TFLOP/s)\n",
-           prop.name, read_gbps, why ? "fallback" : "measured", copy_gbps, FP8_DENSE_TFLOPS,
+           prop.name, read_gbps, measured ? "measured" : "fallback", copy_gbps, FP8_DENSE_TFLOPS,
            BF16_DENSE_TFLOPS);
     printf("%-34s %-4s %6s %4s %10s %8s %8s %9s %7s\n", "case", "type", "M", "act", "us",
            "TFLOP/s", "GB/s", "floor us", "%floor");

@@ -2,14 +2,14 @@
  * median time and per-step breakdown (CUDA events from the step hook, NVTX ranges for
  * Nsight), the median replay time of the forward captured in a CUDA graph, the distinct
  * experts the routing touched and the memory floor (their weights over the read bandwidth
- * measured at startup by bench/read_bw.cu); printed as a table and kept in JSON.
+ * measured at startup by bench/bench_gpu.cu); printed as a table and kept in JSON.
  *
  * Per (weights, preset): weights, inputs and buffers made once for the largest T (smaller
  * T use the leading rows) and freed before the next preset. Per T: the routing op on the
  * same logits gives the experts touched (outside any timing); then eager forwards with the
  * step hook's CUDA events and NVTX ranges, and replays of the forward captured in a CUDA
  * graph. L2 is flushed before every timed forward or replay by reading 256 MB
- * (bench/l2_flush.cu); the replays are also timed after a 256 MB memset, triton do_bench's
+ * (bench/bench_gpu.cu); the replays are also timed after a 256 MB memset, triton do_bench's
  * flush, which leaves ~50 MB of dirty lines for the layer to write back. Iterations are
  * queued without host synchronisation. */
 #define _POSIX_C_SOURCE 200809L
@@ -25,23 +25,15 @@
 
 #include "../src/common/formats.h"
 #include "bench_data.h"
-#include "l2_flush.h"
+#include "bench_gpu.h"
 #include "nvtx_ranges.h"
 #include "presets.h"
 
-/* bench/read_bw.cu: bytes per second a read-only kernel reaches, 0 on failure */
-double moe_bench_read_bandwidth(void);
 
 #define WARMUP_ITERS 3
 #define MODE_BUDGET_MS 400.0 /* eager and graph each: iterations shrink to fit */
 #define MIN_ITERS 5
 static const double FALLBACK_READ_BPS = 3100e9; /* docs/ANCHORS.md, read-only, H100 */
-
-static void *dev_alloc(size_t bytes) {
-    void *p = NULL;
-    cuda_or_die(cudaMalloc(&p, bytes ? bytes : 16), "cudaMalloc");
-    return p;
-}
 
 /* ---- JSON: the header and the cases so far, rewritten whole after every case */
 
@@ -460,9 +452,9 @@ static int run_preset(const layer_sweep_options *o, moe_context *ctx, const benc
     size_t weight_bytes = random_expert_weights(cfg, &r.w);
     r.expert_bytes = (double)(3 * in * h) * (double)moe_dtype_size(wt) +
                      (fp8 ? (double)((2 * in / 128) * (h / 128) + (h / 128) * (in / 128)) * 4.0 : 0.0);
-    r.out = dev_alloc((size_t)tmax * (size_t)h * 2);
-    r.ids = dev_alloc((size_t)tmax * (size_t)r.kp * 4);
-    r.rw = dev_alloc((size_t)tmax * (size_t)r.kp * 4);
+    r.out = moe_bench_dev_alloc((size_t)tmax * (size_t)h * 2);
+    r.ids = moe_bench_dev_alloc((size_t)tmax * (size_t)r.kp * 4);
+    r.rw = moe_bench_dev_alloc((size_t)tmax * (size_t)r.kp * 4);
     cuda_or_die(cudaDeviceSynchronize(), "weight generation");
     double gen_ms = now_ms() - t0;
 
@@ -481,7 +473,7 @@ static int run_preset(const layer_sweep_options *o, moe_context *ctx, const benc
         fprintf(stderr, "moe-bench: %s %s: %s: %s\n", p->name, r.wname, moe_status_string(s),
                 moe_last_error());
     } else {
-        r.ws = dev_alloc(r.ws_bytes);
+        r.ws = moe_bench_dev_alloc(r.ws_bytes);
         for (int i = 0; i < nt && alive; i++) {
             layer_case c;
             memset(&c, 0, sizeof c);
@@ -530,7 +522,7 @@ int run_layer_sweep(const layer_sweep_options *o) {
     cuda_or_die(cudaGetDeviceProperties(&prop, dev), "cudaGetDeviceProperties");
 
     double read_bps = moe_bench_read_bandwidth();
-    const char *read_src = "read kernel over 2 GiB, best of 10 (bench/read_bw.cu)";
+    const char *read_src = "read kernel over 2 GiB, best of 10 (bench/bench_gpu.cu)";
     if (read_bps <= 0) {
         read_bps = FALLBACK_READ_BPS;
         read_src = "fallback: docs/ANCHORS.md's H100 figure (the read kernel failed)";

@@ -1,7 +1,7 @@
 /* moe-bench-ops: times every bandwidth op of the CUDA backend at DeepSeek-V3 and Kimi K2
  * shapes over T in {1, 32, 512, 4096, 16384}, with the device's copy bandwidth measured
- * in the same run. L2 is flushed (bench/l2_flush.cu) before each timed call; the median of many calls is
- * reported. Prints a table and writes JSON (argv[1], default ops.json). */
+ * in the same run. L2 is flushed (bench/bench_gpu.cu) before each timed call; the median of
+ * many calls is reported. Prints a table and writes JSON (argv[1], default ops.json). */
 #include <cuda_runtime_api.h>
 #include <math.h>
 #include <stdio.h>
@@ -9,17 +9,9 @@
 #include <string.h>
 
 #include "../src/common/formats.h"
-#include "l2_flush.h"
+#include "bench_gpu.h"
 #include "moe.h"
 
-#define CK(x)                                                                       \
-    do {                                                                            \
-        cudaError_t e_ = (x);                                                       \
-        if (e_ != cudaSuccess) {                                                    \
-            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            exit(1);                                                                \
-        }                                                                           \
-    } while (0)
 #define MK(x)                                                                       \
     do {                                                                            \
         moe_status s_ = (x);                                                        \
@@ -44,12 +36,6 @@ static const int64_t token_counts[] = {1, 32, 512, 4096, 16384};
 
 /* ---------------------------------------------------------------- device memory */
 
-static void *dev_alloc(size_t bytes) {
-    void *p = NULL;
-    CK(cudaMalloc(&p, bytes ? bytes : 16));
-    return p;
-}
-
 static unsigned long long rng = 42;
 static uint32_t next_u32(void) {
     rng = rng * 6364136223846793005ull + 1442695040888963407ull;
@@ -67,7 +53,7 @@ static void *dev_random(moe_dtype dt, size_t n, float a) {
         else if (dt == MOE_DTYPE_BF16) ((uint16_t *)h)[i] = moe_f32_to_bf16(v);
         else if (dt == MOE_DTYPE_F16) ((uint16_t *)h)[i] = moe_f32_to_f16(v);
     }
-    void *d = dev_alloc(n * es);
+    void *d = moe_bench_dev_alloc(n * es);
     CK(cudaMemcpy(d, h, n * es, cudaMemcpyHostToDevice));
     free(h);
     return d;
@@ -105,24 +91,6 @@ static double time_op(op_fn fn, void *args, int iters) {
     double med = ms[iters / 2] * 1e3;
     free(ms);
     return med;
-}
-
-static double copy_bandwidth(void) {
-    size_t bytes = 2ull << 30;
-    void *a = dev_alloc(bytes), *b = dev_alloc(bytes);
-    CK(cudaMemset(a, 1, bytes));
-    float best = 1e30f;
-    for (int i = 0; i < 10; i++) {
-        float ms;
-        CK(cudaEventRecord(ev0, 0));
-        CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, 0));
-        CK(cudaEventRecord(ev1, 0));
-        CK(cudaEventSynchronize(ev1));
-        CK(cudaEventElapsedTime(&ms, ev0, ev1));
-        if (i >= 2 && ms < best) best = ms;
-    }
-    cudaFree(a), cudaFree(b);
-    return 2.0 * (double)bytes / (best * 1e-3) / 1e9; /* read + written */
 }
 
 /* ---------------------------------------------------------------- one case's buffers */
@@ -189,36 +157,41 @@ static void setup(bufs *b, moe_context *ctx, const model *m, int64_t t) {
     int64_t r = b->rmax, r4 = (r + 3) / 4 * 4, h = m->h, in = m->i;
     b->logits = moe_tensor_2d(dev_random(MOE_DTYPE_F32, (size_t)(t * m->e), 3.0f), MOE_DTYPE_F32, t, m->e);
     b->bias = moe_tensor_1d(dev_random(MOE_DTYPE_F32, (size_t)m->e, 0.1f), MOE_DTYPE_F32, m->e);
-    b->ids = moe_tensor_2d(dev_alloc((size_t)(t * b->kp) * 4), MOE_DTYPE_I32, t, b->kp);
-    b->wts = moe_tensor_2d(dev_alloc((size_t)(t * b->kp) * 4), MOE_DTYPE_F32, t, b->kp);
-    b->counts = moe_tensor_1d(dev_alloc((size_t)b->ep * 4), MOE_DTYPE_I32, b->ep);
-    b->offsets = moe_tensor_1d(dev_alloc((size_t)(b->ep + 1) * 4), MOE_DTYPE_I32, b->ep + 1);
-    b->perm = moe_tensor_1d(dev_alloc((size_t)r * 4), MOE_DTYPE_I32, r);
-    b->inv = moe_tensor_1d(dev_alloc((size_t)(t * b->kp) * 4), MOE_DTYPE_I32, t * b->kp);
+    size_t picks = (size_t)(t * b->kp) * 4;
+    b->ids = moe_tensor_2d(moe_bench_dev_alloc(picks), MOE_DTYPE_I32, t, b->kp);
+    b->wts = moe_tensor_2d(moe_bench_dev_alloc(picks), MOE_DTYPE_F32, t, b->kp);
+    b->counts = moe_tensor_1d(moe_bench_dev_alloc((size_t)b->ep * 4), MOE_DTYPE_I32, b->ep);
+    b->offsets =
+        moe_tensor_1d(moe_bench_dev_alloc((size_t)(b->ep + 1) * 4), MOE_DTYPE_I32, b->ep + 1);
+    b->perm = moe_tensor_1d(moe_bench_dev_alloc((size_t)r * 4), MOE_DTYPE_I32, r);
+    b->inv = moe_tensor_1d(moe_bench_dev_alloc((size_t)(t * b->kp) * 4), MOE_DTYPE_I32, t * b->kp);
     MK(moe_permute_workspace_size(ctx, t, b->kp, b->ep, &b->ws_bytes));
-    b->ws = dev_alloc(b->ws_bytes);
+    b->ws = moe_bench_dev_alloc(b->ws_bytes);
     b->x = moe_tensor_2d(dev_random(MOE_DTYPE_BF16, (size_t)(t * h), 2.0f), MOE_DTYPE_BF16, t, h);
-    b->xg = moe_tensor_2d(dev_alloc((size_t)(r * h) * 2), MOE_DTYPE_BF16, r, h);
-    b->q = moe_tensor_2d(dev_alloc((size_t)(r * h)), MOE_DTYPE_E4M3, r, h);
-    b->qs = moe_tensor_2d(dev_alloc((size_t)(h / 128 * r4) * 4), MOE_DTYPE_F32, h / 128, r4);
+    b->xg = moe_tensor_2d(moe_bench_dev_alloc((size_t)(r * h) * 2), MOE_DTYPE_BF16, r, h);
+    b->q = moe_tensor_2d(moe_bench_dev_alloc((size_t)(r * h)), MOE_DTYPE_E4M3, r, h);
+    b->qs = moe_tensor_2d(moe_bench_dev_alloc((size_t)(h / 128 * r4) * 4), MOE_DTYPE_F32,
+                          h / 128, r4);
     int64_t srows = moe_swizzled_scale_rows(r, b->ep);
-    b->mq = moe_tensor_2d(dev_alloc((size_t)(r * h)), MOE_DTYPE_E4M3, r, h);
-    b->ms_ = moe_tensor_2d(dev_alloc((size_t)(srows * ((h / 32 + 3) / 4 * 4))), MOE_DTYPE_E8M0, srows,
-                           (h / 32 + 3) / 4 * 4);
-    b->nq = moe_tensor_2d(dev_alloc((size_t)(r * h / 2)), MOE_DTYPE_E2M1X2, r, h / 2);
-    b->ns = moe_tensor_2d(dev_alloc((size_t)(srows * ((h / 16 + 3) / 4 * 4))), MOE_DTYPE_E4M3, srows,
-                          (h / 16 + 3) / 4 * 4);
+    b->mq = moe_tensor_2d(moe_bench_dev_alloc((size_t)(r * h)), MOE_DTYPE_E4M3, r, h);
+    int64_t mx_cols = (h / 32 + 3) / 4 * 4, nv_cols = (h / 16 + 3) / 4 * 4;
+    b->ms_ = moe_tensor_2d(moe_bench_dev_alloc((size_t)(srows * mx_cols)), MOE_DTYPE_E8M0, srows,
+                           mx_cols);
+    b->nq = moe_tensor_2d(moe_bench_dev_alloc((size_t)(r * h / 2)), MOE_DTYPE_E2M1X2, r, h / 2);
+    b->ns = moe_tensor_2d(moe_bench_dev_alloc((size_t)(srows * nv_cols)), MOE_DTYPE_E4M3, srows,
+                          nv_cols);
     float *gsh = malloc(sizeof(float) * (size_t)b->ep);
     for (int e = 0; e < b->ep; e++) gsh[e] = 448.0f * 6.0f / 2.0f;
-    b->gs = moe_tensor_1d(dev_alloc((size_t)b->ep * 4), MOE_DTYPE_F32, b->ep);
+    b->gs = moe_tensor_1d(moe_bench_dev_alloc((size_t)b->ep * 4), MOE_DTYPE_F32, b->ep);
     CK(cudaMemcpy(b->gs.data, gsh, (size_t)b->ep * 4, cudaMemcpyHostToDevice));
     free(gsh);
     b->c1 = moe_tensor_2d(dev_random(MOE_DTYPE_BF16, (size_t)(r * 2 * in), 3.0f), MOE_DTYPE_BF16, r, 2 * in);
-    b->a2 = moe_tensor_2d(dev_alloc((size_t)(r * in) * 2), MOE_DTYPE_BF16, r, in);
-    b->a2q = moe_tensor_2d(dev_alloc((size_t)(r * in)), MOE_DTYPE_E4M3, r, in);
-    b->a2s = moe_tensor_2d(dev_alloc((size_t)(in / 128 * r4) * 4), MOE_DTYPE_F32, in / 128, r4);
+    b->a2 = moe_tensor_2d(moe_bench_dev_alloc((size_t)(r * in) * 2), MOE_DTYPE_BF16, r, in);
+    b->a2q = moe_tensor_2d(moe_bench_dev_alloc((size_t)(r * in)), MOE_DTYPE_E4M3, r, in);
+    b->a2s = moe_tensor_2d(moe_bench_dev_alloc((size_t)(in / 128 * r4) * 4), MOE_DTYPE_F32,
+                           in / 128, r4);
     b->y = moe_tensor_2d(dev_random(MOE_DTYPE_BF16, (size_t)(r * h), 1.0f), MOE_DTYPE_BF16, r, h);
-    b->out = moe_tensor_2d(dev_alloc((size_t)(t * h) * 2), MOE_DTYPE_BF16, t, h);
+    b->out = moe_tensor_2d(moe_bench_dev_alloc((size_t)(t * h) * 2), MOE_DTYPE_BF16, t, h);
     /* the inputs each op sees are what the pipeline before it produced */
     MK(op_route(b));
     MK(op_permute(b));
@@ -248,7 +221,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "moe-bench-ops: cannot allocate the L2 flush buffer\n");
         return 1;
     }
-    double copy_gbps = copy_bandwidth();
+    double copy_gbps = moe_bench_copy_bandwidth() / 1e9;
     FILE *js = fopen(json_path, "w");
     if (!js) return 1;
     fprintf(js,

@@ -1,4 +1,4 @@
-"""The torch side's timer, the same method as libmoe's benchmarks (bench/l2_flush.cu):
+"""The torch side's timer, the same method as libmoe's benchmarks (bench/bench_gpu.cu):
 median of CUDA-event pairs around single calls, L2 flushed before each call by reading a
 256 MB buffer. A memset flush (triton's do_bench) leaves ~50 MB of dirty lines in L2 that
 the timed call then writes back; memset=True measures that way for comparison."""
