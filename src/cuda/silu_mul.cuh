@@ -1,5 +1,5 @@
 /* silu(a) * b as SPEC 5 defines it, for every kernel that applies the activation: the
- * silu_and_mul ops (activation.cu) and GEMM 1's fused epilogue (gemm/grouped_gemm.cu),
+ * silu_and_mul ops (activation.cu) and GEMM 1's fused epilogue (gemm/consumer.cuh),
  * so the fused and the unfused layer compute the same floats.
  *
  * Step for step the CPU's silu_mul: a / (1 + e^-a) * b in f32 with each operation rounded

@@ -1,7 +1,7 @@
 /* Hopper (sm_90a) instructions the grouped GEMM is built from, as inline PTX: mbarriers,
  * the bulk tensor copy (TMA), wgmma and its shared-memory descriptors, setmaxnreg.
- * Each wrapper is one or two instructions; the reasons for using them live in
- * grouped_gemm.cu. */
+ * Each wrapper is one or two instructions; the reasons for using them live in the
+ * kernel's parts (grouped_gemm.cu and the .cuh files beside it). */
 #ifndef MOE_CUDA_GEMM_PTX_CUH
 #define MOE_CUDA_GEMM_PTX_CUH
 
