@@ -16,12 +16,12 @@
  * bench/torch_gemm.py reads them, so torch is timed on exactly the same routing. */
 #include <cuda_runtime_api.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench_gpu.h"
+#include "json_buf.h"
 #include "moe.h"
 
 enum { EXPERTS = 256, TOPK = 8, ITERS = 30, WARMUP = 2, MAX_CASE_EXPERTS = 256 };
@@ -152,25 +152,7 @@ static float elapsed_ms(void) {
 /* ---------------------------------------------------------------- JSON */
 
 /* The cases written so far, as JSON objects joined by ",\n". */
-static char *cases_json;
-static size_t cases_len, cases_cap;
-
-static void append(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) exit(1);
-    if (cases_len + (size_t)n + 1 > cases_cap) {
-        cases_cap = (cases_len + (size_t)n + 1) * 2;
-        cases_json = realloc(cases_json, cases_cap);
-        if (!cases_json) exit(1);
-    }
-    va_start(ap, fmt);
-    vsnprintf(cases_json + cases_len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    cases_len += (size_t)n;
-}
+static json_buf cases;
 
 static const char *json_path;
 static char header_json[512];
@@ -182,7 +164,7 @@ static void write_json(void) {
         fprintf(stderr, "cannot write %s\n", json_path);
         exit(1);
     }
-    fprintf(f, "{%s, \"cases\": [\n%s\n]}\n", header_json, cases_json ? cases_json : "");
+    fprintf(f, "{%s, \"cases\": [\n%s\n]}\n", header_json, cases.s ? cases.s : "");
     fclose(f);
 }
 
@@ -242,15 +224,6 @@ typedef struct {
 
 static double read_gbps;
 static int first_case = 1;
-
-static void json_escape_append(const char *s) {
-    append("\"");
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') append("\\%c", *s);
-        else if ((unsigned char)*s >= 0x20) append("%c", *s);
-    }
-    append("\"");
-}
 
 /* The case's name, as printed and written to JSON. */
 static void case_name(char *name, size_t size, const shape *sh, const case_desc *c) {
@@ -372,24 +345,26 @@ static void run_case(moe_context *ctx, int fp8, const shape *sh, weights *w,
     }
     fflush(stdout);
 
-    append("%s  {\"name\": \"%s\", \"dtype\": \"%s\", \"T\": %lld, \"routing\": \"%s\", "
-           "\"layout\": \"%s\", \"M\": %lld, \"active_experts\": %lld, \"N\": %lld, "
-           "\"K\": %lld, \"bytes\": %.0f, \"flops\": %.0f, \"floor_us\": %.3f, ",
-           first_case ? "" : ",\n", name, dt, (long long)c->t, c->routing,
-           c->masked ? "masked" : "contiguous", (long long)m, (long long)active, (long long)n,
-           (long long)k, bytes, flops, floor_us);
+    json_printf(&cases,
+                "%s  {\"name\": \"%s\", \"dtype\": \"%s\", \"T\": %lld, \"routing\": \"%s\", "
+                "\"layout\": \"%s\", \"M\": %lld, \"active_experts\": %lld, \"N\": %lld, "
+                "\"K\": %lld, \"bytes\": %.0f, \"flops\": %.0f, \"floor_us\": %.3f, ",
+                first_case ? "" : ",\n", name, dt, (long long)c->t, c->routing,
+                c->masked ? "masked" : "contiguous", (long long)m, (long long)active,
+                (long long)n, (long long)k, bytes, flops, floor_us);
     if (err) {
-        append("\"us\": null, \"TFLOPs\": null, \"GBps\": null, \"pct_floor\": null, \"error\": ");
-        json_escape_append(err);
-        append(", ");
+        json_printf(&cases, "\"us\": null, \"TFLOPs\": null, \"GBps\": null, "
+                            "\"pct_floor\": null, \"error\": ");
+        json_string(&cases, err);
+        json_printf(&cases, ", ");
     } else {
-        append("\"us\": %.3f, \"TFLOPs\": %.2f, \"GBps\": %.1f, \"pct_floor\": %.2f, ", us,
-               flops / (us * 1e6), bytes / (us * 1e3), 100.0 * floor_us / us);
+        json_printf(&cases, "\"us\": %.3f, \"TFLOPs\": %.2f, \"GBps\": %.1f, \"pct_floor\": %.2f, ",
+                    us, flops / (us * 1e6), bytes / (us * 1e3), 100.0 * floor_us / us);
     }
-    if (c->masked) append("\"capacity\": %lld, ", (long long)c->cap);
-    append("\"counts\": [");
-    for (int64_t i = 0; i < e; i++) append("%s%d", i ? ", " : "", (int)c->counts[i]);
-    append("]}");
+    if (c->masked) json_printf(&cases, "\"capacity\": %lld, ", (long long)c->cap);
+    json_printf(&cases, "\"counts\": [");
+    for (int64_t i = 0; i < e; i++) json_printf(&cases, "%s%d", i ? ", " : "", (int)c->counts[i]);
+    json_printf(&cases, "]}");
     first_case = 0;
     write_json();
 

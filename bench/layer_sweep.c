@@ -17,7 +17,6 @@
 
 #include <cuda_runtime_api.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +25,7 @@
 #include "../src/common/formats.h"
 #include "bench_data.h"
 #include "bench_gpu.h"
+#include "json_buf.h"
 #include "nvtx_ranges.h"
 #include "presets.h"
 
@@ -37,45 +37,16 @@ static const double FALLBACK_READ_BPS = 3100e9; /* docs/ANCHORS.md, read-only, H
 
 /* ---- JSON: the header and the cases so far, rewritten whole after every case */
 
-static char *jbuf;
-static size_t jlen, jcap;
-
-static void jappend(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) exit(1);
-    if (jlen + (size_t)n + 1 > jcap) {
-        jcap = (jlen + (size_t)n + 1) * 2;
-        jbuf = realloc(jbuf, jcap);
-        if (!jbuf) exit(1);
-    }
-    va_start(ap, fmt);
-    vsnprintf(jbuf + jlen, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    jlen += (size_t)n;
-}
-
-static void jstring(const char *s) {
-    jappend("\"");
-    for (; s && *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') jappend("\\%c", ch);
-        else if (ch < 0x20) jappend("\\u%04x", ch);
-        else jappend("%c", ch);
-    }
-    jappend("\"");
-}
+static json_buf jb;
 
 /* A number, or null for the negative "not measured" marker. */
 static void jnum(const char *key, double v, int decimals) {
-    if (v < 0 || v != v) jappend(", \"%s\": null", key);
-    else jappend(", \"%s\": %.*f", key, decimals, v);
+    if (v < 0 || v != v) json_printf(&jb, ", \"%s\": null", key);
+    else json_printf(&jb, ", \"%s\": %.*f", key, decimals, v);
 }
 
 static const char *json_path;
-static size_t json_header_len; /* jbuf[0 .. json_header_len) is the header */
+static size_t json_header_len; /* jb.s[0 .. json_header_len) is the header */
 static int json_cases;
 
 static void write_layer_json(void) {
@@ -85,7 +56,7 @@ static void write_layer_json(void) {
         fprintf(stderr, "moe-bench: cannot write %s\n", json_path);
         exit(1);
     }
-    fprintf(f, "%.*s, \"cases\": [\n%s\n]}\n", (int)json_header_len, jbuf, jbuf + json_header_len);
+    fprintf(f, "%.*s, \"cases\": [\n%s\n]}\n", (int)json_header_len, jb.s, jb.s + json_header_len);
     fclose(f);
 }
 
@@ -379,46 +350,55 @@ static void print_case(const layer_case *c) {
 
 static void append_case(const layer_run *r, const layer_case *c) {
     const moe_layer_config *cfg = &r->cfg;
-    jappend("%s  {\"preset\": ", json_cases++ ? ",\n" : "");
-    jstring(r->p->name);
-    jappend(", \"model\": ");
-    jstring(r->p->model);
-    jappend(", \"weights\": \"%s\", \"T\": %ld, \"E\": %d, \"k\": %d, \"S\": %d, \"H\": %lld, "
-            "\"I\": %lld, \"routing\": \"%s\", \"iters_eager\": %d, \"iters_graph\": %d",
-            r->wname, c->t, (int)cfg->num_experts, (int)cfg->topk, (int)cfg->num_shared,
-            (long long)cfg->hidden, (long long)cfg->intermediate,
-            cfg->routing == MOE_ROUTING_SOFTMAX ? "softmax" : "grouped_sigmoid",
-            c->iters_eager, c->iters_graph);
+    json_printf(&jb, "%s  {\"preset\": ", json_cases++ ? ",\n" : "");
+    json_string(&jb, r->p->name);
+    json_printf(&jb, ", \"model\": ");
+    json_string(&jb, r->p->model);
+    json_printf(&jb,
+                ", \"weights\": \"%s\", \"T\": %ld, \"E\": %d, \"k\": %d, \"S\": %d, "
+                "\"H\": %lld, \"I\": %lld, \"routing\": \"%s\", \"iters_eager\": %d, "
+                "\"iters_graph\": %d",
+                r->wname, c->t, (int)cfg->num_experts, (int)cfg->topk, (int)cfg->num_shared,
+                (long long)cfg->hidden, (long long)cfg->intermediate,
+                cfg->routing == MOE_ROUTING_SOFTMAX ? "softmax" : "grouped_sigmoid",
+                c->iters_eager, c->iters_graph);
     jnum("eager_us", c->eager_us, 2);
     jnum("graph_us", c->graph_us, 2);
     jnum("graph_memset_flush_us", c->graph_memset_us, 2);
-    jappend(", \"steps_us\": {");
+    json_printf(&jb, ", \"steps_us\": {");
     for (int k = 0; k < MOE_STEP_COUNT; k++) {
-        if (c->step_us[k] < 0) jappend("%s\"%s\": null", k ? ", " : "", moe_layer_step_name((moe_layer_step)k));
-        else jappend("%s\"%s\": %.2f", k ? ", " : "", moe_layer_step_name((moe_layer_step)k), c->step_us[k]);
+        const char *step = moe_layer_step_name((moe_layer_step)k);
+        if (c->step_us[k] < 0) json_printf(&jb, "%s\"%s\": null", k ? ", " : "", step);
+        else json_printf(&jb, "%s\"%s\": %.2f", k ? ", " : "", step, c->step_us[k]);
     }
-    jappend("}");
+    json_printf(&jb, "}");
     jnum("gemm_us", c->step_us[MOE_STEP_GEMM1] >= 0 && c->step_us[MOE_STEP_GEMM2] >= 0
                         ? c->step_us[MOE_STEP_GEMM1] + c->step_us[MOE_STEP_GEMM2] : -1.0, 2);
     jnum("glue_us", c->glue_us, 2);
     jnum("glue_pct", c->glue_pct, 2);
-    jappend(", \"touched_experts\": %ld, \"rows\": %ld, \"expert_bytes\": %.0f, \"floor_bytes\": %.0f",
-            c->touched, c->rows, r->expert_bytes, (double)c->touched * r->expert_bytes);
+    json_printf(&jb,
+                ", \"touched_experts\": %ld, \"rows\": %ld, \"expert_bytes\": %.0f, "
+                "\"floor_bytes\": %.0f",
+                c->touched, c->rows, r->expert_bytes, (double)c->touched * r->expert_bytes);
     jnum("floor_us", c->floor_us, 2);
     jnum("graph_over_floor", c->graph_us > 0 && c->floor_us > 0 ? c->graph_us / c->floor_us : -1.0, 4);
     jnum("eager_over_floor", c->eager_us > 0 && c->floor_us > 0 ? c->eager_us / c->floor_us : -1.0, 4);
-    jappend(", \"flops\": %.0f", c->flops);
-    jappend(", \"out_abs_mean\": %.6g, \"out_nonfinite\": %ld", c->out_abs_mean, c->out_nonfinite);
-    if (c->graph_mismatch < 0) jappend(", \"graph_mismatch\": null, \"graph_max_abs_diff\": null");
+    json_printf(&jb, ", \"flops\": %.0f", c->flops);
+    json_printf(&jb, ", \"out_abs_mean\": %.6g, \"out_nonfinite\": %ld", c->out_abs_mean,
+                c->out_nonfinite);
+    if (c->graph_mismatch < 0)
+        json_printf(&jb, ", \"graph_mismatch\": null, \"graph_max_abs_diff\": null");
     else if (c->graph_max_diff != c->graph_max_diff)
-        jappend(", \"graph_mismatch\": %ld, \"graph_max_abs_diff\": \"nan\"", c->graph_mismatch);
-    else jappend(", \"graph_mismatch\": %ld, \"graph_max_abs_diff\": %.6g", c->graph_mismatch,
-                 c->graph_max_diff);
+        json_printf(&jb, ", \"graph_mismatch\": %ld, \"graph_max_abs_diff\": \"nan\"",
+                    c->graph_mismatch);
+    else
+        json_printf(&jb, ", \"graph_mismatch\": %ld, \"graph_max_abs_diff\": %.6g",
+                    c->graph_mismatch, c->graph_max_diff);
     jnum("graph_TFLOPs", c->graph_us > 0 ? c->flops / (c->graph_us * 1e6) : -1.0, 2);
-    jappend(", \"error\": ");
-    if (c->error[0]) jstring(c->error);
-    else jappend("null");
-    jappend("}");
+    json_printf(&jb, ", \"error\": ");
+    if (c->error[0]) json_string(&jb, c->error);
+    else json_printf(&jb, "null");
+    json_printf(&jb, "}");
     write_layer_json();
 }
 
@@ -552,27 +532,29 @@ int run_layer_sweep(const layer_sweep_options *o) {
     const int nvtx = 0;
 #endif
     json_path = o->json;
-    jappend("{\"libmoe\": ");
-    jstring(moe_version());
-    jappend(", \"commit\": ");
-    if (commit && *commit) jstring(commit);
-    else jappend("null");
-    jappend(", \"gpu\": ");
-    jstring(prop.name);
-    jappend(", \"sm_count\": %d, \"date\": \"%s\", \"read_bw_Bps\": %.0f, \"read_bw_GBps\": %.1f, "
-            "\"read_bw_source\": ",
-            prop.multiProcessorCount, date, read_bps, read_bps / 1e9);
-    jstring(read_src);
-    jappend(", \"max_iters\": %d, \"warmup_iters\": %d, \"l2_flush_bytes\": %zu, \"seed\": %llu, "
-            "\"nvtx\": %s, \"method\": ",
-            max_iters, WARMUP_ITERS, MOE_BENCH_FLUSH_BYTES, o->seed, nvtx ? "true" : "false");
-    jstring("CUDA events; L2 flushed before each timed call by reading l2_flush_bytes "
+    json_printf(&jb, "{\"libmoe\": ");
+    json_string(&jb, moe_version());
+    json_printf(&jb, ", \"commit\": ");
+    if (commit && *commit) json_string(&jb, commit);
+    else json_printf(&jb, "null");
+    json_printf(&jb, ", \"gpu\": ");
+    json_string(&jb, prop.name);
+    json_printf(&jb,
+                ", \"sm_count\": %d, \"date\": \"%s\", \"read_bw_Bps\": %.0f, "
+                "\"read_bw_GBps\": %.1f, \"read_bw_source\": ",
+                prop.multiProcessorCount, date, read_bps, read_bps / 1e9);
+    json_string(&jb, read_src);
+    json_printf(&jb,
+                ", \"max_iters\": %d, \"warmup_iters\": %d, \"l2_flush_bytes\": %zu, "
+                "\"seed\": %llu, \"nvtx\": %s, \"method\": ",
+                max_iters, WARMUP_ITERS, MOE_BENCH_FLUSH_BYTES, o->seed, nvtx ? "true" : "false");
+    json_string(&jb, "CUDA events; L2 flushed before each timed call by reading l2_flush_bytes "
             "(graph_memset_flush_us: by a memset of them instead); eager: median over forwards of the "
             "event pair around moe_layer_forward, steps from the step hook's events; graph: "
             "median over replays of one forward captured on a non-default stream (its output "
             "compared bit for bit with the eager one: graph_mismatch); floor: "
             "touched experts' weight bytes / read_bw; glue: eager total - gemm1 - gemm2");
-    json_header_len = jlen;
+    json_header_len = jb.len;
     write_layer_json();
 
     printf("libmoe %s | %s (%d SMs) | read %.0f GB/s (%s) | %s\n", moe_version(), prop.name,
@@ -599,7 +581,7 @@ int run_layer_sweep(const layer_sweep_options *o) {
     for (size_t i = 0; i < nev; i++) cudaEventDestroy(lt.ev[i]);
     cudaStreamDestroy(lt.stream);
     cudaFree(flush);
-    free(lt.ev), free(lt.ran), free(jbuf);
+    free(lt.ev), free(lt.ran), free(jb.s);
     moe_context_destroy(ctx);
     return alive ? 0 : 1;
 }
