@@ -56,8 +56,8 @@ static __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) 
     asm volatile(MBAR_TRY_WAIT_LOOP("") ::"r"(bar), "r"(parity) : "memory");
 }
 
-/* The same for a barrier that other CTAs of the cluster arrive on (the ring's "empty" ones
- * when A is multicast): acquire at cluster scope pairs with their release. */
+/* The same at cluster scope, for a barrier that the other CTA of a pair arrives on too
+ * (the ring's "empty" ones): the refill this wait allows writes that CTA's shared memory. */
 static __device__ __forceinline__ void mbar_wait_cluster(uint32_t bar, uint32_t parity) {
     asm volatile(MBAR_TRY_WAIT_LOOP(".acquire.cluster") ::"r"(bar), "r"(parity) : "memory");
 }
