@@ -26,6 +26,9 @@ int moe_bench_flush_l2(void *buf, int write, void *stream);
  * runs), or 0 on any failure (the CUDA error is cleared). Synchronises the device. */
 double moe_bench_read_bandwidth(void);
 
+/* What the floors use when the read kernel fails: docs/ANCHORS.md's H100 read ceiling. */
+#define MOE_BENCH_FALLBACK_READ_BPS 3100e9
+
 /* Bytes per second of a 2 GiB device-to-device cudaMemcpy, counting what is read and what
  * is written (best of 8 after 2 warm-up runs); exits on failure. */
 double moe_bench_copy_bandwidth(void);

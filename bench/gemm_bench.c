@@ -29,8 +29,6 @@ enum { EXPERTS = 256, TOPK = 8, ITERS = 30, WARMUP = 2, MAX_CASE_EXPERTS = 256 }
 /* Dense tensor-core peaks of the H100/H200 SXM datasheet (TFLOP/s): a floor nothing beats.
  * cuBLAS reaches 1283 (FP8) and 776 (BF16) at 8192^3 on the lent H100 (docs/ANCHORS.md). */
 static const double FP8_DENSE_TFLOPS = 1979.0, BF16_DENSE_TFLOPS = 989.0;
-/* docs/ANCHORS.md's measured read ceiling, used only if the read kernel cannot run */
-static const double FALLBACK_READ_GBPS = 3100.0;
 
 typedef struct {
     const char *name;
@@ -394,8 +392,8 @@ int main(int argc, char **argv) {
     int measured = read_gbps > 0.0;
     const char *read_source = "read kernel over 2 GiB, best of 10 (bench/bench_gpu.cu)";
     if (!measured) {
-        fprintf(stderr, "read bandwidth not measured: using %.0f GB/s\n", FALLBACK_READ_GBPS);
-        read_gbps = FALLBACK_READ_GBPS;
+        read_gbps = MOE_BENCH_FALLBACK_READ_BPS / 1e9;
+        fprintf(stderr, "read bandwidth not measured: using %.0f GB/s\n", read_gbps);
         read_source = "docs/ANCHORS.md (the read kernel failed)";
     }
     snprintf(header_json, sizeof header_json,

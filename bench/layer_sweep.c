@@ -33,7 +33,6 @@
 #define WARMUP_ITERS 3
 #define MODE_BUDGET_MS 400.0 /* eager and graph each: iterations shrink to fit */
 #define MIN_ITERS 5
-static const double FALLBACK_READ_BPS = 3100e9; /* docs/ANCHORS.md, read-only, H100 */
 
 /* ---- JSON: the header and the cases so far, rewritten whole after every case */
 
@@ -504,7 +503,7 @@ int run_layer_sweep(const layer_sweep_options *o) {
     double read_bps = moe_bench_read_bandwidth();
     const char *read_src = "read kernel over 2 GiB, best of 10 (bench/bench_gpu.cu)";
     if (read_bps <= 0) {
-        read_bps = FALLBACK_READ_BPS;
+        read_bps = MOE_BENCH_FALLBACK_READ_BPS;
         read_src = "fallback: docs/ANCHORS.md's H100 figure (the read kernel failed)";
         fprintf(stderr, "moe-bench: read bandwidth not measured; using %.0f GB/s\n", read_bps / 1e9);
     }
@@ -558,7 +557,7 @@ int run_layer_sweep(const layer_sweep_options *o) {
     write_layer_json();
 
     printf("libmoe %s | %s (%d SMs) | read %.0f GB/s (%s) | %s\n", moe_version(), prop.name,
-           prop.multiProcessorCount, read_bps / 1e9, read_bps == FALLBACK_READ_BPS ? "fallback" : "measured",
+           prop.multiProcessorCount, read_bps / 1e9, read_bps == MOE_BENCH_FALLBACK_READ_BPS ? "fallback" : "measured",
            date);
     printf("times in us, medians over up to %d iterations (L2 flushed before each); steps from the "
            "eager forwards; glue = eager - gemm1 - gemm2; floor = touched experts' weights / read "

@@ -265,7 +265,7 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
      * tile, only A (a few KiB a stage) is shared and the lock step costs more than it
      * saves: DeepSeek-V3's layer at T = 512 (16 rows an expert) was 1.5% slower paired
      * (bench/NOTES.md). */
-    int64_t rows_per_expert = masked ? rows : rows / (experts > 0 ? experts : 1);
+    int64_t rows_per_expert = masked ? rows : rows / experts; /* E >= 1 (api) */
     int pair = !split && n_tiles % 2 == 0 && rows_per_expert >= GEMM_BM / 2;
     size_t table = (size_t)(4 * experts + 2) * sizeof(int32_t) +
                    (split || act ? GEMM_REDUCE_FLOATS * sizeof(float) : 0);

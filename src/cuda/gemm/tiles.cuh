@@ -147,8 +147,9 @@ static __device__ __forceinline__ gemm_tile find_tile(const gemm_params &p,
     /* Paired, the CTAs of a cluster take m tiles 2i and 2i + 1 of one n tile, or, for an
      * odd last m tile, n tiles 2u and 2u + 1 of it. */
     int32_t m_tiles = (count + GEMM_BM - 1) / GEMM_BM, rank = (int32_t)s.rank;
-    int32_t m_units = m_tiles >> p.pair, grid = m_units * p.n_tiles, m, n;
-    if (local < grid) {
+    /* m_units: m tiles, or pairs of them; tile indices below `raster` walk those */
+    int32_t m_units = m_tiles >> p.pair, raster = m_units * p.n_tiles, m, n;
+    if (local < raster) {
         int32_t group = GEMM_GROUP_N * m_units;
         int32_t gi = local / group, rem = local - gi * group;
         int32_t width = min(GEMM_GROUP_N, p.n_tiles - gi * GEMM_GROUP_N);
@@ -158,7 +159,7 @@ static __device__ __forceinline__ gemm_tile find_tile(const gemm_params &p,
         g.share_b = p.pair;
     } else {
         m = m_tiles - 1;
-        n = 2 * (local - grid) + rank;
+        n = 2 * (local - raster) + rank;
         g.share_b = 0;
     }
     g.row += m * GEMM_BM;
