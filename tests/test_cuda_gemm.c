@@ -329,7 +329,7 @@ static int64_t tail_to_pair(const int32_t *counts, int64_t experts) {
     return sum < 64 * experts ? 64 * experts - sum : 1;
 }
 
-/* Calls with enough whole tiles (min(E, rows) x N / 128 >= 3 waves of 132 SMs), an even
+/* Calls with enough whole tiles (min(E, rows) x N / 128 >= 4 waves of 132 SMs), an even
  * number of n tiles and at least 64 rows an expert on average run in clusters of two CTAs:
  * two m tiles of an expert share each B tile (the second one also short: swapped or
  * one-warpgroup), an odd last m tile is taken as two n tiles sharing its A tile. Every
@@ -343,19 +343,19 @@ static void test_cuda_gemm_paired_tiles(void) {
     int32_t few[64], many[40];
     for (int e = 0; e < 64; e++) few[e] = e < n_edges ? edges[e] : (int32_t)rng_int(0, 40);
     for (int e = 0; e < 40; e++) many[e] = e < n_edges ? edges[e] : (int32_t)rng_int(0, 130);
-    contiguous("unpaired, few rows an expert: E=64 N=1024", 1, 64, 1024, 256, few, 2, 3);
-    contiguous("unpaired, 7 n tiles: E=64 N=896", 1, 64, 896, 128, few, 0, 1);
-    contiguous("paired E=40 N=1280 K=128", 1, 40, 1280, 128, many, 2, tail_to_pair(many, 40));
+    contiguous("unpaired, few rows an expert: E=64 N=1280", 1, 64, 1280, 256, few, 2, 3);
+    contiguous("unpaired, 9 n tiles: E=64 N=1152", 1, 64, 1152, 128, few, 0, 1);
+    contiguous("paired E=40 N=1792 K=128", 1, 40, 1792, 128, many, 2, tail_to_pair(many, 40));
     /* counts < 0, 0, > C, C, two m tiles with a swapped second, one tile */
     int32_t masked_counts[40] = {-5, 0, 170, 160, 129, 33};
     for (int e = 6; e < 40; e++) masked_counts[e] = (int32_t)rng_int(0, 40);
-    gproblem p = make(1, 1, 40, 1280, 128, 160, masked_counts);
-    run_all(&p, "masked paired E=40 C=160 N=1280");
+    gproblem p = make(1, 1, 40, 1792, 128, 160, masked_counts);
+    run_all(&p, "masked paired E=40 C=160 N=1792");
     if (!test_quick()) {
-        contiguous("bf16 paired E=40 N=1280 K=200", 0, 40, 1280, 200, many, 1,
+        contiguous("bf16 paired E=40 N=1792 K=200", 0, 40, 1792, 200, many, 1,
                    tail_to_pair(many, 40));
         draw_counts(few, 64, 400, COUNTS_SKEWED);
-        contiguous("paired skewed E=64 N=1024 K=384", 1, 64, 1024, 384, few, 0,
+        contiguous("paired skewed E=64 N=1280 K=384", 1, 64, 1280, 384, few, 0,
                    tail_to_pair(few, 64));
     }
 }
@@ -514,8 +514,8 @@ static void test_cuda_gemm_silu_quant_fused(void) {
     fused_case("E=64 I=1024 K=128 skewed row-major ue8m0", 64, 1024, 128, counts, 0, 0,
                MOE_SCALES_ROW_MAJOR, 1, 1);
     if (!test_quick()) {
-        draw_counts(counts, 16, 200, COUNTS_UNIFORM);
-        fused_case("E=16 I=2048 K=2048", 16, 2048, 2048, counts, 0, 2, MOE_SCALES_COL_MAJOR, 0,
+        draw_counts(counts, 18, 200, COUNTS_UNIFORM); /* 18 x 32 tiles: 4.4 waves, not split */
+        fused_case("E=18 I=2048 K=2048", 18, 2048, 2048, counts, 0, 2, MOE_SCALES_COL_MAJOR, 0,
                    1);
     }
     /* decode-sized (4 experts x 4 n tiles): split tiles, so no fused kernel */

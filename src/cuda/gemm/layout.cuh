@@ -13,7 +13,7 @@
 #define GEMM_SMALL 32          /* tiles with at most this many rows are swapped */
 #define GEMM_BN_SPLIT 64       /* weight rows of a decode expert's (split) tile */
 static_assert(GEMM_BN_SPLIT == GEMM_BN / 2, "one B map serves split tiles and paired B halves");
-#define GEMM_SPLIT_WAVES 3     /* split tiles when whole ones would make fewer waves */
+#define GEMM_SPLIT_WAVES 4     /* split tiles when whole ones would make fewer waves */
 #define GEMM_REDUCE_FLOATS (16 * 128) /* a split tile's hand-over: 16 sums per thread */
 #define GEMM_SPLIT_A_HALF (GEMM_SMALL * GEMM_ROW_BYTES)    /* 4 KiB: 32 rows of a K block */
 #define GEMM_SPLIT_B_HALF (GEMM_BN_SPLIT * GEMM_ROW_BYTES) /* 8 KiB: 64 rows of a K block */

@@ -24,10 +24,10 @@
  * a stage, so a stage moves as many bytes as before) and are summed at the end, warpgroup
  * 1's part then warpgroup 2's: at T = 1 DeepSeek-V3's gate_up has 9 experts x 64 such
  * tiles, 4.4 waves of 132 SMs where 128-row tiles made 2.2, whose third ran on 24 SMs.
- * Split tiles are used only where whole tiles would make fewer than 3 waves even if every
- * row went to its own expert (min(E, rows) x N/128 tiles): decode-sized calls. With more
- * waves balance is no problem, and measured at T = 8, 32 and 512 split tiles were
- * slower (bench/NOTES.md). The choice is per tile, made on the device in the same
+ * Split tiles are used only where whole tiles would make fewer than 4 waves even if every
+ * row went to its own expert (min(E, rows) x N/128 tiles): decode-sized calls (at 3, GEMM 2
+ * at T = 1, 504 whole tiles, was 2 us slower). With more waves balance is no problem, and
+ * measured at T = 8, 32 and 512 split tiles were slower (bench/NOTES.md). The choice is per tile, made on the device in the same
  * launch. A regular tile with at most 64 rows is computed by one consumer warpgroup
  * alone. At uniform routing with ~128 rows an expert (DeepSeek-V3 at T = 4096) half the
  * experts have a short last tile, so without both rules a third of the tensor work was
