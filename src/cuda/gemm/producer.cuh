@@ -62,7 +62,7 @@ static __device__ void produce(const gemm_params &p, const gemm_smem &s, const g
                 uint32_t full = s.full + 8u * stage, empty = s.empty + 8u * stage;
                 uint32_t a = stage_a(s, stage), b = stage_b(s, stage);
                 int32_t k = kb * k_step;
-                mbar_wait_cluster(empty, phase ^ 1u);
+                mbar_wait(empty, phase ^ 1u);
                 mbar_arrive_expect_tx(full, bytes);
                 if (share_a) {
                     int32_t half = a_rows / 2;

@@ -46,20 +46,18 @@ static __device__ __forceinline__ void mbar_arrive_cluster(uint32_t bar, uint32_
                  : "memory");
 }
 
-/* Spins until the phase of the given parity has completed: SEM is the wait's semantics
- * ("" for the default acquire at CTA scope). */
-#define MBAR_TRY_WAIT_LOOP(SEM)                                                            \
-    "{\n.reg .pred done;\nWAIT:\nmbarrier.try_wait.parity" SEM                             \
-    ".shared::cta.b64 done, [%0], %1;\n@!done bra WAIT;\n}\n"
-
+/* Spins until the phase of the given parity has completed. Default semantics (acquire at
+ * CTA scope) also where the other CTA of a pair arrives (the ring's "empty" barriers): the
+ * reads those arrivals vouch for are that CTA's wgmma reads, complete before it arrives,
+ * and the writes the wait allows are TMA's. At cluster scope the wait compiled to an L1
+ * invalidation (CCTL.IVALL) per stage, the producer thread's most sampled instruction at
+ * 4 x 8192 rows (ncu, bench/NOTES.md). */
 static __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-    asm volatile(MBAR_TRY_WAIT_LOOP("") ::"r"(bar), "r"(parity) : "memory");
-}
-
-/* The same at cluster scope, for a barrier that the other CTA of a pair arrives on too
- * (the ring's "empty" ones): the refill this wait allows writes that CTA's shared memory. */
-static __device__ __forceinline__ void mbar_wait_cluster(uint32_t bar, uint32_t parity) {
-    asm volatile(MBAR_TRY_WAIT_LOOP(".acquire.cluster") ::"r"(bar), "r"(parity) : "memory");
+    asm volatile("{\n.reg .pred done;\nWAIT:\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+                 "@!done bra WAIT;\n}\n" ::"r"(bar),
+                 "r"(parity)
+                 : "memory");
 }
 
 /* ---------------------------------------------------------------- TMA */
