@@ -360,6 +360,22 @@ static void test_cuda_gemm_paired_tiles(void) {
     }
 }
 
+/* FP8 calls with 256 to 1023 rows an expert (on average, or the masked capacity), N a
+ * multiple of 256 and enough whole tiles run wide tiles (128 x 256): last m tiles of 1,
+ * 32, 44 (one warpgroup) and 65..96 rows, an empty expert, paired (an even number of
+ * 256-column tiles) and not (odd), both layouts. */
+static void test_cuda_gemm_wide_tiles(void) {
+    moe_context *gpu = test_gpu();
+    if (!gpu) return;
+    int32_t counts[8] = {300, 257, 0, 385, 160, 512, 200, 224};
+    int64_t k = test_quick() ? 128 : 384;
+    contiguous("wide paired E=8 N=8704", 1, 8, 8704, k, counts, 3, 300);
+    int32_t masked_counts[8] = {300, 257, 0, 33, 129, 64, 65, 290};
+    gproblem p = make(1, 1, 8, 8704, k, 300, masked_counts);
+    run_all(&p, "wide masked paired E=8 C=300 N=8704");
+    if (!test_quick()) contiguous("wide unpaired E=8 N=8448", 1, 8, 8448, k, counts, 0, 200);
+}
+
 /* Running twice gives the same bytes (no atomics, no order that depends on timing). */
 static void test_cuda_gemm_deterministic(void) {
     moe_context *gpu = test_gpu();
@@ -529,6 +545,7 @@ void suite_cuda_gemm(void) {
     RUN(test_cuda_gemm_fp8_masked);
     RUN(test_cuda_gemm_bf16);
     RUN(test_cuda_gemm_paired_tiles);
+    RUN(test_cuda_gemm_wide_tiles);
     RUN(test_cuda_gemm_deterministic);
     RUN(test_cuda_gemm_bounds_written_just_before);
     RUN(test_cuda_gemm_alignment);

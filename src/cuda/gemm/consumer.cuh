@@ -13,6 +13,11 @@
  * the main loop, their latency stalled the consumers (half of all stall samples) and
  * held decode to 1.9 TB/s. Strides cover both scale layouts and the masked layout.
  *
+ * Wide tiles (FP8, experts of 256 to 1023 rows on average): 128 x 256, a stage holding
+ * B's 256 rows, each warpgroup's K block computed as two 128-column halves through one
+ * temporary (consume_wide). At DeepSeek-V3 T = 8192 they were 16% faster, at 4 x 8192
+ * rows 5% slower, where the second temporary's overlap matters more (bench/NOTES.md).
+ *
  * Epilogue. Results are rounded once (cvt.rn) and stored straight from registers as
  * pairs of columns (4 bytes), only for rows the expert owns and columns < N; D's row
  * stride may exceed N. No workspace, no allocation, no host synchronisation: the launch
@@ -257,6 +262,67 @@ static __device__ void consume_tile(const gemm_params &p, const gemm_smem &s, co
             if (v_hi) p.qs[(g.row + r_hi) * p.qs_r + group * p.qs_g] = q_hi.scale;
         }
     }
+}
+
+/* FP8, a wide tile (128 rows x 256 columns): this warpgroup's 64 rows in two halves of
+ * 128 columns, each K block's halves computed one after the other into one temporary and
+ * promoted into acc (128 + 64 registers: no room for a second temporary), so while one
+ * warpgroup promotes, the other's wgmmas keep the tensor cores busy. The sums are the
+ * regular tile's, term for term, so the output is the same bits. */
+template <moe_dtype OUT>
+static __device__ void consume_wide(const gemm_params &p, const gemm_smem &s, const gemm_tile &g,
+                                    int wg, int &stage, uint32_t &phase) {
+    int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3;
+    int32_t r_lo = 64 * wg + 16 * warp + (lane >> 2), r_hi = r_lo + 8;
+    int64_t a_e = p.masked ? g.e : 0;
+    if (64 * wg >= g.rows) { /* the other warpgroup computes the tile alone */
+        for (int32_t kb = 0; kb < p.k_blocks; kb++) {
+            mbar_wait(s.full + 8u * stage, phase);
+            release<true>(s, stage);
+            next_stage(stage, phase, p.stages);
+        }
+        return;
+    }
+    float acc[2 * 64], part[64];
+#pragma unroll
+    for (int i = 0; i < 2 * 64; i++) acc[i] = 0.0f;
+    for (int32_t kb = 0; kb < p.k_blocks; kb++) {
+        mbar_wait(s.full + 8u * stage, phase);
+        const float *sc = s.scale + stage * GEMM_SCALE_FLOATS;
+        float a_lo = sc[r_lo], a_hi = sc[r_hi], b[2] = {sc[GEMM_BM], sc[GEMM_BM + 1]};
+        uint64_t da = wgmma_desc(stage_a<true>(s, stage) + (uint32_t)wg * 64 * GEMM_ROW_BYTES);
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            uint64_t db = wgmma_desc(stage_b<true>(s, stage) + (uint32_t)h * GEMM_TILE_BYTES);
+            reg_fence(part);
+            wgmma_fence();
+#pragma unroll
+            for (int k = 0; k < 4; k++) wgmma_fp8_n128(part, da + 2 * k, db + 2 * k, k);
+            wgmma_commit();
+            wgmma_wait_all();
+            reg_fence(part);
+            if (h == 1) release<true>(s, stage); /* the scales were read above */
+            float s_lo = __fmul_rn(a_lo, b[h]), s_hi = __fmul_rn(a_hi, b[h]);
+#pragma unroll
+            for (int i = 0; i < 64; i++)
+                acc[64 * h + i] = __fmaf_rn(part[i], (i & 2) ? s_hi : s_lo, acc[64 * h + i]);
+        }
+        next_stage(stage, phase, p.stages);
+    }
+    bool v_lo = r_lo < g.rows, v_hi = r_hi < g.rows;
+    uint16_t *d = (uint16_t *)p.d + a_e * p.d_e + (int64_t)g.row * p.d_r;
+    uint16_t *d_lo = d + (int64_t)r_lo * p.d_r, *d_hi = d + (int64_t)r_hi * p.d_r;
+#pragma unroll
+    for (int h = 0; h < 2; h++)
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            int32_t col = g.n0 + GEMM_BN * h + 8 * j + 2 * (lane & 3);
+            const float *x = acc + 64 * h + 4 * j;
+            if (col < p.n) {
+                if (v_lo) *(uint32_t *)(d_lo + col) = pack2<OUT>(x[0], x[1]);
+                if (v_hi) *(uint32_t *)(d_hi + col) = pack2<OUT>(x[2], x[3]);
+            }
+        }
 }
 
 /* A fused swapped tile's epilogue: acc holds the up sub-tile, gate the gate one, as

@@ -11,8 +11,9 @@
  * for FP8 a second warp copies the stage's scales; setmaxnreg gives the warpgroup's
  * registers to the others), warpgroups 1 and 2 are consumers.
  * Shared memory is a ring of up to 6 stages, each one K block of A (128 rows x 128
- * bytes) and of B (128 rows x 128 bytes): 128 e4m3 or 64 bf16 per row, so each row is
- * exactly one 128-byte swizzle row and TMA and wgmma agree on the layout. A stage's
+ * bytes) and of B (128 rows x 128 bytes; wide tiles: 256 rows, 4 stages): 128 e4m3 or
+ * 64 bf16 per row, so each row is exactly one 128-byte swizzle row and TMA and wgmma
+ * agree on the layout. A stage's
  * "full" mbarrier completes when its bytes have landed (expect_tx) and, for FP8, its
  * scales too (one arrival per scale-warp lane); its "empty" one when all 8 consumer
  * warps (for FP8 all their lanes) are done with it. Rows past the end of A, B or an
@@ -38,7 +39,7 @@
 #include "ptx.cuh"
 #include "tiles.cuh"
 
-template <bool FP8, moe_dtype OUT, bool FUSED>
+template <bool FP8, moe_dtype OUT, bool FUSED, bool WIDE>
 __global__ void __launch_bounds__(GEMM_THREADS, 1)
     grouped_gemm_kernel(const __grid_constant__ gemm_maps maps, const gemm_params p) {
     extern __shared__ uint8_t smem_raw[];
@@ -47,11 +48,12 @@ __global__ void __launch_bounds__(GEMM_THREADS, 1)
     uint8_t *base = smem_raw + pad;
     gemm_smem s;
     s.ring = raw + pad;
-    s.full = s.ring + (uint32_t)p.stages * GEMM_STAGE_BYTES;
+    const uint32_t stage_bytes = WIDE ? GEMM_WIDE_STAGE_BYTES : GEMM_STAGE_BYTES;
+    s.full = s.ring + (uint32_t)p.stages * stage_bytes;
     s.empty = s.full + 8u * (uint32_t)p.stages;
     s.scales = s.empty + 8u * (uint32_t)p.stages;
-    s.scale = (const float *)(base + (size_t)p.stages * (GEMM_STAGE_BYTES + 16));
-    s.prefix = (int32_t *)(base + (size_t)p.stages * (GEMM_STAGE_BYTES + 16 + GEMM_SCALE_BYTES));
+    s.scale = (const float *)(base + (size_t)p.stages * (stage_bytes + 16));
+    s.prefix = (int32_t *)(base + (size_t)p.stages * (stage_bytes + 16 + GEMM_SCALE_BYTES));
     s.start = s.prefix + p.experts + 1;
     s.count = s.start + p.experts;
     s.bounds = s.count + p.experts;
@@ -93,16 +95,17 @@ __global__ void __launch_bounds__(GEMM_THREADS, 1)
     int wg = threadIdx.x / 128;
     if (wg == 0) {
         regs_shrink<GEMM_PRODUCER_REGS>();
-        if (threadIdx.x == 0) produce<FP8, FUSED>(p, s, maps);
-        else if (FP8 && threadIdx.x / 32 == 1) produce_scales<FUSED>(p, s);
+        if (threadIdx.x == 0) produce<FP8, FUSED, WIDE>(p, s, maps);
+        else if (FP8 && threadIdx.x / 32 == 1) produce_scales<FUSED, WIDE>(p, s);
     } else {
         regs_grow<GEMM_CONSUMER_REGS>();
         int32_t total = s.prefix[p.experts];
         int stage = 0;
         uint32_t phase = 0;
         for (int32_t t = first_tile(p); t < total; t += tile_stride(p)) {
-            gemm_tile g = find_tile(p, s, t);
-            if (g.swapped) consume_small<FP8, OUT, FUSED>(p, s, g, wg - 1, stage, phase);
+            gemm_tile g = find_tile<WIDE>(p, s, t);
+            if (WIDE) consume_wide<OUT>(p, s, g, wg - 1, stage, phase);
+            else if (g.swapped) consume_small<FP8, OUT, FUSED>(p, s, g, wg - 1, stage, phase);
             else consume_tile<FP8, OUT, FUSED>(p, s, g, wg - 1, stage, phase);
         }
     }
@@ -161,10 +164,11 @@ static moe_status encode_3d(const char *op, encode_fn encode, CUtensorMap *map, 
 /* Launches one CTA per SM for up to `work` tile indices; paired, in clusters of two, as
  * many clusters as the GPU can hold at once (SMs pair up within a GPC, so that may be
  * fewer than half the SMs). */
-template <bool FP8, moe_dtype OUT, bool FUSED = false>
+template <bool FP8, moe_dtype OUT, bool FUSED = false, bool WIDE = false>
 static moe_status launch(const char *op, const gemm_maps *maps, const gemm_params *p,
                          int64_t work, int sm_count, size_t smem, cudaStream_t stream) {
-    void (*kernel)(const gemm_maps, const gemm_params) = grouped_gemm_kernel<FP8, OUT, FUSED>;
+    void (*kernel)(const gemm_maps, const gemm_params) =
+        grouped_gemm_kernel<FP8, OUT, FUSED, WIDE>;
     cudaError_t e =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess)
@@ -266,18 +270,24 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
      * saves: DeepSeek-V3's layer at T = 512 (16 rows an expert) was 1.5% slower paired
      * (bench/NOTES.md). */
     int64_t rows_per_expert = masked ? rows : rows / experts; /* E >= 1 (api) */
+    /* wide tiles (FP8, unfused) where experts average 2 to 7 m tiles: DeepSeek-V3 at
+     * T = 8192 (256 rows an expert) gained 16%, 4 x 8192 rows lost 5% (bench/NOTES.md,
+     * session 13); between 1024 and 8192 rows it is unmeasured, so left regular */
+    int wide = fp8 && !act && !split && n % GEMM_BN_WIDE == 0 &&
+               rows_per_expert >= 2 * GEMM_BM && rows_per_expert < 8 * GEMM_BM;
+    if (wide) n_tiles = n / GEMM_BN_WIDE;
+    uint32_t stage_bytes = wide ? GEMM_WIDE_STAGE_BYTES : GEMM_STAGE_BYTES;
     int pair = !split && n_tiles % 2 == 0 && rows_per_expert >= GEMM_BM / 2;
     size_t table = (size_t)(4 * experts + 2) * sizeof(int32_t) +
                    (split || act ? GEMM_REDUCE_FLOATS * sizeof(float) : 0);
     size_t fixed = 1024 /* alignment slack */ + (16 + GEMM_SCALE_BYTES) * GEMM_MAX_STAGES + table;
-    int64_t stages = st->smem_optin > fixed ? (int64_t)((st->smem_optin - fixed) / GEMM_STAGE_BYTES)
-                                            : 0;
+    int64_t stages = st->smem_optin > fixed ? (int64_t)((st->smem_optin - fixed) / stage_bytes) : 0;
     if (stages > GEMM_MAX_STAGES) stages = GEMM_MAX_STAGES;
     if (stages < 2)
         return moe_fail(MOE_ERR_UNSUPPORTED,
                         "%s: %lld experts do not fit the CUDA kernel's shared-memory table", op,
                         (long long)experts);
-    size_t smem = 1024 + (size_t)stages * (GEMM_STAGE_BYTES + 16 + GEMM_SCALE_BYTES) + table;
+    size_t smem = 1024 + (size_t)stages * (stage_bytes + 16 + GEMM_SCALE_BYTES) + table;
 
     int64_t es = (int64_t)moe_dtype_size(a->dtype);
     gemm_params p;
@@ -293,6 +303,7 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
         p.n_split_tiles = (int32_t)((n + GEMM_BN_SPLIT - 1) / GEMM_BN_SPLIT);
     p.k_blocks = (int32_t)(fp8 ? k / GEMM_SCALE_BLOCK : (k + 63) / 64);
     p.stages = (int32_t)stages;
+    p.wide = wide;
     if (fp8) {
         int row_dim = lead + (a_layout == MOE_SCALES_ROW_MAJOR ? 0 : 1);
         int blk_dim = lead + (a_layout == MOE_SCALES_ROW_MAJOR ? 1 : 0);
@@ -355,6 +366,11 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
     cudaStream_t s = moe_cuda_stream(stream);
     *done = 1;
     if (act) return launch<true, MOE_DTYPE_BF16, true>(op, &maps, &p, work, sms, smem, s);
+    if (fp8 && p.wide) {
+        if (d->dtype == MOE_DTYPE_BF16)
+            return launch<true, MOE_DTYPE_BF16, false, true>(op, &maps, &p, work, sms, smem, s);
+        return launch<true, MOE_DTYPE_F16, false, true>(op, &maps, &p, work, sms, smem, s);
+    }
     if (fp8) {
         if (d->dtype == MOE_DTYPE_BF16)
             return launch<true, MOE_DTYPE_BF16>(op, &maps, &p, work, sms, smem, s);

@@ -19,13 +19,18 @@ static_assert(GEMM_BN_SPLIT == GEMM_BN / 2, "one B map serves split tiles and pa
 #define GEMM_SPLIT_B_HALF (GEMM_BN_SPLIT * GEMM_ROW_BYTES) /* 8 KiB: 64 rows of a K block */
 #define GEMM_TILE_BYTES (GEMM_BM * GEMM_ROW_BYTES) /* 16 KiB */
 #define GEMM_STAGE_BYTES (2 * GEMM_TILE_BYTES)     /* A and B of one K block */
+/* Wide tiles (FP8, experts of >= 256 rows on average): 128 rows x 256 columns, a stage
+ * holding A's 128 rows and B's 256 (two 128-row halves, one after the other) */
+#define GEMM_BN_WIDE 256
+#define GEMM_WIDE_STAGE_BYTES (3 * GEMM_TILE_BYTES)
 #define GEMM_MAX_STAGES 6
 #define GEMM_THREADS 384
 #define GEMM_CONSUMER_WARPS 8
 #define GEMM_GROUP_N 8         /* n tiles per raster group */
 #define GEMM_SCALE_BLOCK 128
 /* FP8 scales of one stage in shared memory: 128 A scales (one per tile row) and the
- * tile's b_scale at [128]; 136 floats keep every stage's block 16-byte aligned. */
+ * tile's b_scale at [128] (a wide tile's two at [128], [129]); 136 floats keep every
+ * stage's block 16-byte aligned. */
 #define GEMM_SCALE_FLOATS 136
 #define GEMM_SCALE_BYTES (GEMM_SCALE_FLOATS * 4)
 
@@ -46,6 +51,7 @@ typedef struct gemm_params {
     int32_t n_split_tiles; /* ceil(N / 64): the tiles of an expert of <= 32 rows, or 0 */
     int32_t k_blocks;      /* stages per tile: K / 128 (FP8) or ceil(K / 64) (BF16) */
     int32_t stages;
+    int32_t wide;          /* tiles of 256 columns (WIDE kernels); n_tiles counts them */
     const float *sa;       /* FP8 A scales: (expert, row, K block) at sa_e, sa_r, sa_k */
     int64_t sa_e, sa_r, sa_k;
     const float *sb;       /* FP8 B scales [E, N/128, K/128] */
@@ -97,11 +103,14 @@ typedef struct gemm_maps {
     CUtensorMap a, a_small, a_half, a_small_half, b, b_half;
 } gemm_maps;
 
+/* Where a stage's A and B start (WIDE: the wide kernels' larger stages). */
+template <bool WIDE = false>
 static __device__ __forceinline__ uint32_t stage_a(const gemm_smem &s, int stage) {
-    return s.ring + (uint32_t)stage * GEMM_STAGE_BYTES;
+    return s.ring + (uint32_t)stage * (WIDE ? GEMM_WIDE_STAGE_BYTES : GEMM_STAGE_BYTES);
 }
+template <bool WIDE = false>
 static __device__ __forceinline__ uint32_t stage_b(const gemm_smem &s, int stage) {
-    return stage_a(s, stage) + GEMM_TILE_BYTES;
+    return stage_a<WIDE>(s, stage) + GEMM_TILE_BYTES;
 }
 
 /* The ring position after this one: the phase flips at each wrap. */

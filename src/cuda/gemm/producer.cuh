@@ -13,7 +13,8 @@
  * The rings advance in lock step: a stage's "empty" barrier also counts one arrival per
  * consumer warp of the other CTA, since that CTA's producer writes the stage too; the CTAs
  * synchronise once after initialising their barriers and once before exiting, so no arrival
- * or multicast reaches a CTA that is not there. Paired or not, every tile computes the same
+ * or multicast reaches a CTA that is not there. With wide tiles the shared B tile has 256
+ * rows and each CTA of an m pair loads one 128-row half. Paired or not, every tile computes the same
  * sums the same way, so the output is the same bits. */
 #ifndef MOE_CUDA_GEMM_PRODUCER_CUH
 #define MOE_CUDA_GEMM_PRODUCER_CUH
@@ -22,14 +23,14 @@
 #include "ptx.cuh"
 #include "tiles.cuh"
 
-template <bool FP8, bool FUSED>
+template <bool FP8, bool FUSED, bool WIDE>
 static __device__ void produce(const gemm_params &p, const gemm_smem &s, const gemm_maps &m) {
     const int32_t k_step = FP8 ? GEMM_ROW_BYTES : GEMM_ROW_BYTES / 2;
     int32_t total = s.prefix[p.experts];
     int stage = 0;
     uint32_t phase = 0;
     for (int32_t t = first_tile(p); t < total; t += tile_stride(p)) {
-        gemm_tile g = find_tile(p, s, t);
+        gemm_tile g = find_tile<WIDE>(p, s, t);
         int32_t a_e = p.masked ? g.e : 0;
         if (g.split) {
             for (int32_t kb = 0; kb < p.k_blocks; kb += 2) {
@@ -50,7 +51,9 @@ static __device__ void produce(const gemm_params &p, const gemm_smem &s, const g
             continue;
         }
         int32_t a_rows = g.swapped ? GEMM_SMALL : GEMM_BM;
-        uint32_t bytes = GEMM_TILE_BYTES + (uint32_t)a_rows * GEMM_ROW_BYTES;
+        /* B tiles of 128 rows in a stage: two for a wide tile */
+        const int32_t b_tiles = WIDE ? 2 : 1;
+        uint32_t bytes = (uint32_t)b_tiles * GEMM_TILE_BYTES + (uint32_t)a_rows * GEMM_ROW_BYTES;
         /* paired: the shared operand's tile is loaded half by each CTA into both CTAs'
          * stages (maps with half-height boxes); the halves start on 1024-byte boundaries,
          * so the swizzle is that of one whole box */
@@ -60,7 +63,7 @@ static __device__ void produce(const gemm_params &p, const gemm_smem &s, const g
             int32_t n0 = g.n0 + pass * p.up;
             for (int32_t kb = 0; kb < p.k_blocks; kb++) {
                 uint32_t full = s.full + 8u * stage, empty = s.empty + 8u * stage;
-                uint32_t a = stage_a(s, stage), b = stage_b(s, stage);
+                uint32_t a = stage_a<WIDE>(s, stage), b = stage_b<WIDE>(s, stage);
                 int32_t k = kb * k_step;
                 mbar_wait(empty, phase ^ 1u);
                 mbar_arrive_expect_tx(full, bytes);
@@ -72,12 +75,17 @@ static __device__ void produce(const gemm_params &p, const gemm_smem &s, const g
                 } else {
                     tma_load_3d(a, g.swapped ? &m.a_small : &m.a, full, k, g.row, a_e);
                 }
-                if (share_b)
+                if (WIDE && share_b) /* each CTA one of the two 128-row halves */
+                    tma_load_3d_multicast(b + rank * GEMM_TILE_BYTES, &m.b, full, k,
+                                          n0 + (int32_t)rank * GEMM_BN, g.e, 3);
+                else if (share_b)
                     tma_load_3d_multicast(b + rank * (uint32_t)(GEMM_BN / 2) * GEMM_ROW_BYTES,
                                           &m.b_half, full, k, n0 + (int32_t)rank * (GEMM_BN / 2),
                                           g.e, 3);
                 else
-                    tma_load_3d(b, &m.b, full, k, n0, g.e);
+                    for (int32_t h = 0; h < b_tiles; h++)
+                        tma_load_3d(b + (uint32_t)h * GEMM_TILE_BYTES, &m.b, full, k,
+                                    n0 + h * GEMM_BN, g.e);
                 next_stage(stage, phase, p.stages);
             }
         }
@@ -94,14 +102,14 @@ static __device__ void produce(const gemm_params &p, const gemm_smem &s, const g
  * cp.async.mbarrier.arrive. Running a stage behind costs little: the warp is up to
  * `stages` stages ahead of the consumers. (Arriving early when the ring is full, instead
  * of after the consumers free the next stage, measured no different: bench/NOTES.md.) */
-template <bool FUSED>
+template <bool FUSED, bool WIDE>
 static __device__ void produce_scales(const gemm_params &p, const gemm_smem &s) {
     int lane = threadIdx.x & 31;
     int32_t total = s.prefix[p.experts];
     int stage = 0, pending = -1;
     uint32_t phase = 0;
     for (int32_t t = first_tile(p); t < total; t += tile_stride(p)) {
-        gemm_tile g = find_tile(p, s, t);
+        gemm_tile g = find_tile<WIDE>(p, s, t);
         int64_t a_e = p.masked ? g.e : 0;
         const float *sa = p.sa + a_e * p.sa_e + (int64_t)g.row * p.sa_r;
         int32_t step = k_per_stage(g);
@@ -132,7 +140,11 @@ static __device__ void produce_scales(const gemm_params &p, const gemm_smem &s) 
                             ok ? sa + (int64_t)r * p.sa_r + (int64_t)kb * p.sa_k : p.sa;
                         cp_async_4(dst + 4u * r, src, ok ? 4u : 0u);
                     }
+                    /* b_scale of the tile's (wide: each half's) 128-column block */
                     if (lane == 0) cp_async_4(dst + 4u * GEMM_BM, sb + (int64_t)kb * p.sb_k, 4u);
+                    if (WIDE && lane == 1)
+                        cp_async_4(dst + 4u * (GEMM_BM + 1), sb + p.sb_n + (int64_t)kb * p.sb_k,
+                                   4u);
                 }
                 cp_async_commit();
                 if (pending >= 0) {

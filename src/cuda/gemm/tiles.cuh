@@ -2,7 +2,9 @@
  * back to its expert, rows and columns, computed alike by every role of every CTA.
  *
  * Work. A tile is 128 rows of one expert x 128 columns of N (BN = 128 is also the FP8
- * scale block of N, so a tile has one b_scale per K block). Every CTA reads the offsets
+ * scale block of N, so a tile has one b_scale per K block); FP8 calls whose experts
+ * average 256 to 1023 rows use wide tiles of 256 columns instead (WIDE kernels,
+ * consumer.cuh), where a tile with at most 64 rows goes to one warpgroup, never swapped. Every CTA reads the offsets
  * (or masked counts) of all experts from global memory into shared memory, turns them
  * into row ranges exactly as the CPU reference does (clamped to [0, rows]; an expert's
  * range starts no earlier than the end of every earlier one, so invalid offsets can
@@ -123,6 +125,7 @@ static __device__ bool bounds_changed(const gemm_params &p, const gemm_smem &s) 
 }
 
 /* Tile t (< prefix[E]) to its expert, rows and columns. */
+template <bool WIDE>
 static __device__ __forceinline__ gemm_tile find_tile(const gemm_params &p,
                                                       const gemm_smem &s, int32_t t) {
     /* the last expert whose prefix is <= t: experts without tiles share their
@@ -164,9 +167,9 @@ static __device__ __forceinline__ gemm_tile find_tile(const gemm_params &p,
     }
     g.row += m * GEMM_BM;
     g.rows = min(count - m * GEMM_BM, GEMM_BM);
-    g.swapped = g.rows <= GEMM_SMALL;
+    g.swapped = !WIDE && g.rows <= GEMM_SMALL; /* wide: one warpgroup for <= 64 rows */
     g.split = 0;
-    g.n0 = n * GEMM_BN;
+    g.n0 = n * (WIDE ? GEMM_BN_WIDE : GEMM_BN);
     return g;
 }
 
