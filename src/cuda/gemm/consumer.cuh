@@ -121,6 +121,24 @@ static __device__ __forceinline__ moe_fp8_divisor act_divisor(const gemm_params 
     return moe_fp8_make_divisor(moe_fp8_group_scale(amax, p.eps, p.ue8m0), p.ue8m0);
 }
 
+/* 64 rows x 128 columns of results from a wgmma fragment (acc, as m64n128 lays it out) to
+ * D from column n0: this thread's two rows d_lo, d_hi where they are the expert's, in
+ * pairs of columns below N. */
+template <moe_dtype OUT>
+static __device__ __forceinline__ void store_fragment(const gemm_params &p, const float *acc,
+                                                      int32_t n0, uint16_t *d_lo, uint16_t *d_hi,
+                                                      bool v_lo, bool v_hi) {
+    int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+        int32_t col = n0 + 8 * j + 2 * (lane & 3);
+        if (col < p.n) { /* N is a multiple of 8, so col + 1 < N too */
+            if (v_lo) *(uint32_t *)(d_lo + col) = pack2<OUT>(acc[4 * j], acc[4 * j + 1]);
+            if (v_hi) *(uint32_t *)(d_hi + col) = pack2<OUT>(acc[4 * j + 2], acc[4 * j + 3]);
+        }
+    }
+}
+
 /* A regular tile: this warpgroup's 64 rows x 128 columns. Fused: the gate sub-tile's
  * results go to d as bf16 (the unfused GEMM's output, gate half), then the up sub-tile is
  * computed into the same registers and the epilogue reads its gate values back (the same
@@ -210,15 +228,8 @@ static __device__ void consume_tile(const gemm_params &p, const gemm_smem &s, co
         if (FUSED && pass == 1) break; /* the up sub-tile: to the epilogue below */
 
         uint16_t *d = (uint16_t *)p.d + a_e * p.d_e + (int64_t)g.row * p.d_r;
-        uint16_t *d_lo = d + (int64_t)r_lo * p.d_r, *d_hi = d + (int64_t)r_hi * p.d_r;
-#pragma unroll
-        for (int j = 0; j < 16; j++) {
-            int32_t col = g.n0 + 8 * j + 2 * (lane & 3);
-            if (col < p.n) { /* N is a multiple of 8, so col + 1 < N too */
-                if (v_lo) *(uint32_t *)(d_lo + col) = pack2<OUT>(acc[4 * j], acc[4 * j + 1]);
-                if (v_hi) *(uint32_t *)(d_hi + col) = pack2<OUT>(acc[4 * j + 2], acc[4 * j + 3]);
-            }
-        }
+        store_fragment<OUT>(p, acc, g.n0, d + (int64_t)r_lo * p.d_r, d + (int64_t)r_hi * p.d_r,
+                            v_lo, v_hi);
     }
     if constexpr (FUSED) {
         /* acc = silu(gate) * up for both rows, and each row's amax over its quad */
@@ -309,20 +320,11 @@ static __device__ void consume_wide(const gemm_params &p, const gemm_smem &s, co
         }
         next_stage(stage, phase, p.stages);
     }
-    bool v_lo = r_lo < g.rows, v_hi = r_hi < g.rows;
     uint16_t *d = (uint16_t *)p.d + a_e * p.d_e + (int64_t)g.row * p.d_r;
-    uint16_t *d_lo = d + (int64_t)r_lo * p.d_r, *d_hi = d + (int64_t)r_hi * p.d_r;
 #pragma unroll
     for (int h = 0; h < 2; h++)
-#pragma unroll
-        for (int j = 0; j < 16; j++) {
-            int32_t col = g.n0 + GEMM_BN * h + 8 * j + 2 * (lane & 3);
-            const float *x = acc + 64 * h + 4 * j;
-            if (col < p.n) {
-                if (v_lo) *(uint32_t *)(d_lo + col) = pack2<OUT>(x[0], x[1]);
-                if (v_hi) *(uint32_t *)(d_hi + col) = pack2<OUT>(x[2], x[3]);
-            }
-        }
+        store_fragment<OUT>(p, acc + 64 * h, g.n0 + GEMM_BN * h, d + (int64_t)r_lo * p.d_r,
+                            d + (int64_t)r_hi * p.d_r, r_lo < g.rows, r_hi < g.rows);
 }
 
 /* A fused swapped tile's epilogue: acc holds the up sub-tile, gate the gate one, as

@@ -19,7 +19,7 @@ static_assert(GEMM_BN_SPLIT == GEMM_BN / 2, "one B map serves split tiles and pa
 #define GEMM_SPLIT_B_HALF (GEMM_BN_SPLIT * GEMM_ROW_BYTES) /* 8 KiB: 64 rows of a K block */
 #define GEMM_TILE_BYTES (GEMM_BM * GEMM_ROW_BYTES) /* 16 KiB */
 #define GEMM_STAGE_BYTES (2 * GEMM_TILE_BYTES)     /* A and B of one K block */
-/* Wide tiles (FP8, experts of >= 256 rows on average): 128 rows x 256 columns, a stage
+/* Wide tiles (FP8, experts of 256 to 1023 rows on average): 128 rows x 256 columns, a stage
  * holding A's 128 rows and B's 256 (two 128-row halves, one after the other) */
 #define GEMM_BN_WIDE 256
 #define GEMM_WIDE_STAGE_BYTES (3 * GEMM_TILE_BYTES)

@@ -14,8 +14,8 @@
  * consumer warp of the other CTA, since that CTA's producer writes the stage too; the CTAs
  * synchronise once after initialising their barriers and once before exiting, so no arrival
  * or multicast reaches a CTA that is not there. With wide tiles the shared B tile has 256
- * rows and each CTA of an m pair loads one 128-row half. Paired or not, every tile computes the same
- * sums the same way, so the output is the same bits. */
+ * rows and each CTA of an m pair loads one 128-row half. Paired or not, every tile computes
+ * the same sums the same way, so the output is the same bits. */
 #ifndef MOE_CUDA_GEMM_PRODUCER_CUH
 #define MOE_CUDA_GEMM_PRODUCER_CUH
 
