@@ -303,7 +303,6 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
         p.n_split_tiles = (int32_t)((n + GEMM_BN_SPLIT - 1) / GEMM_BN_SPLIT);
     p.k_blocks = (int32_t)(fp8 ? k / GEMM_SCALE_BLOCK : (k + 63) / 64);
     p.stages = (int32_t)stages;
-    p.wide = wide;
     if (fp8) {
         int row_dim = lead + (a_layout == MOE_SCALES_ROW_MAJOR ? 0 : 1);
         int blk_dim = lead + (a_layout == MOE_SCALES_ROW_MAJOR ? 1 : 0);
@@ -366,7 +365,7 @@ static moe_status run(moe_context *ctx, int masked, const moe_tensor *a,
     cudaStream_t s = moe_cuda_stream(stream);
     *done = 1;
     if (act) return launch<true, MOE_DTYPE_BF16, true>(op, &maps, &p, work, sms, smem, s);
-    if (fp8 && p.wide) {
+    if (wide) { /* FP8 only */
         if (d->dtype == MOE_DTYPE_BF16)
             return launch<true, MOE_DTYPE_BF16, false, true>(op, &maps, &p, work, sms, smem, s);
         return launch<true, MOE_DTYPE_F16, false, true>(op, &maps, &p, work, sms, smem, s);

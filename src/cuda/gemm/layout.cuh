@@ -46,12 +46,11 @@ typedef struct gemm_params {
     int32_t masked;
     int32_t rows;          /* R, or C when masked */
     int32_t n;
-    int32_t n_tiles;
+    int32_t n_tiles;       /* tiles of N: 128 columns, or 256 in the WIDE kernels */
     int32_t pair;          /* 1: CTAs run in clusters of two, a tile index names two tiles */
     int32_t n_split_tiles; /* ceil(N / 64): the tiles of an expert of <= 32 rows, or 0 */
     int32_t k_blocks;      /* stages per tile: K / 128 (FP8) or ceil(K / 64) (BF16) */
     int32_t stages;
-    int32_t wide;          /* tiles of 256 columns (WIDE kernels); n_tiles counts them */
     const float *sa;       /* FP8 A scales: (expert, row, K block) at sa_e, sa_r, sa_k */
     int64_t sa_e, sa_r, sa_k;
     const float *sb;       /* FP8 B scales [E, N/128, K/128] */
